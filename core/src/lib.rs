@@ -1,0 +1,20 @@
+//! cursorpool's sans-IO core.
+//!
+//! Everything here is pure: no sockets, no async runtime, no clock. Adapters feed bytes and time
+//! in (`handle_*`) and drain what to send and what happened (`poll_*`). Time is always a
+//! parameter, randomness comes from a seed, so every behaviour is reproducible in a test.
+//!
+//! - [`connect`]: Connect-RPC framing (envelopes, end-stream trailers, codes, errors).
+//! - [`classify`]: what an upstream failure means for the client, the account and a retry.
+//! - [`flow`]: HTTP/2 send-window accounting and DATA chunking.
+//! - [`update`]: `AgentServerMessage` → typed [`update::ServerEvent`]s.
+//! - [`client`]: encoding of every message a client sends upstream.
+//! - [`bidi`]: the HTTP/1.1 `BidiAppend` request codec.
+#![forbid(unsafe_code)]
+
+pub mod bidi;
+pub mod classify;
+pub mod client;
+pub mod connect;
+pub mod flow;
+pub mod update;
