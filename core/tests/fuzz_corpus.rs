@@ -1,0 +1,32 @@
+//! Replays the committed fuzz corpus (`fuzz/corpus/<target>/*`) through the fuzz target bodies
+//! on the stable toolchain, so every input that once found a bug stays a regression test.
+
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../fuzz/src/targets.rs"]
+mod targets;
+
+use std::path::PathBuf;
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("corpus entry").path();
+        let data = std::fs::read(&path).expect("corpus file");
+        run(&data);
+        n += 1;
+    }
+    assert!(n > 0, "corpus for {target} is empty");
+}
+
+#[test]
+fn envelope_corpus_replays_without_a_finding() {
+    replay("envelope", targets::envelope);
+}
+
+#[test]
+fn end_stream_corpus_replays_without_a_finding() {
+    replay("end_stream", targets::end_stream);
+}

@@ -1,0 +1,85 @@
+//! Fuzz target bodies: each takes arbitrary bytes and checks invariants, panicking on a bug.
+
+use bytes::BytesMut;
+use cursorpool_core::connect::envelope::{self, Compression, EnvelopeDecoder, Frame};
+
+/// Upper bound on one frame in the targets: large enough for the corpus, small enough that a
+/// hostile length prefix is exercised.
+const MAX_FRAME: u32 = 1 << 20;
+
+/// Envelope decoder over arbitrary chunking: the first byte picks the chunk size; whatever
+/// decodes must re-encode to the same bytes (uncompressed frames), and decoding the whole input
+/// at once must give the same frames as decoding it in chunks.
+pub fn envelope(data: &[u8]) {
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(chunk).max(1);
+    let whole = decode(rest, rest.len().max(1));
+    let split = decode(rest, chunk);
+    assert_eq!(whole, split, "chunking changed the decoded frames");
+    if let (Ok(frames), false) = (&whole.0, whole.1) {
+        let mut out = BytesMut::new();
+        for f in frames {
+            match f {
+                Frame::Message(p) => envelope::encode_message(p, &mut out).expect("fits"),
+                Frame::EndStream(p) => envelope::encode_end_stream(p, &mut out).expect("fits"),
+            }
+        }
+        assert_eq!(&out[..], &rest[..out.len()], "re-encoding differs");
+    }
+}
+
+/// Decodes `data` fed `chunk` bytes at a time; returns the frames (or the first error) and
+/// whether any frame was compressed (compressed frames do not re-encode byte-for-byte).
+fn decode(
+    data: &[u8],
+    chunk: usize,
+) -> (Result<Vec<Frame>, envelope::EnvelopeError>, bool) {
+    let mut d = EnvelopeDecoder::new(MAX_FRAME);
+    d.set_compression(Some(Compression::Gzip));
+    let mut frames = Vec::new();
+    let compressed = contains_compressed_frame(data);
+    for piece in data.chunks(chunk) {
+        d.handle_bytes(piece);
+        loop {
+            match d.poll_frame() {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(e) => return (Err(e), compressed),
+            }
+        }
+    }
+    (Ok(frames), compressed)
+}
+
+/// Walks the envelope headers to see whether any frame sets the compressed flag.
+fn contains_compressed_frame(mut data: &[u8]) -> bool {
+    while data.len() >= envelope::HEADER_LEN {
+        if data[0] & envelope::FLAG_COMPRESSED != 0 {
+            return true;
+        }
+        let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+        let Some(next) = data.get(envelope::HEADER_LEN.saturating_add(len)..) else {
+            return false;
+        };
+        data = next;
+    }
+    false
+}
+
+/// End-stream JSON: never panics; whatever parses serializes back to JSON that parses to the
+/// same value; a parsed error classifies without panicking.
+pub fn end_stream(data: &[u8]) {
+    use cursorpool_core::classify::{Failure, classify};
+    use cursorpool_core::connect::end_stream;
+    let Ok(parsed) = end_stream::parse(data) else {
+        return;
+    };
+    let again = end_stream::parse(&parsed.to_json_bytes()).expect("serialized trailer parses");
+    assert_eq!(parsed, again, "end-stream does not round-trip");
+    if let Some(failure) = Failure::from_end_stream(&parsed) {
+        let c = classify(failure);
+        assert!((400..600).contains(&c.client_status), "status {}", c.client_status);
+    }
+}
