@@ -30,3 +30,13 @@ fn envelope_corpus_replays_without_a_finding() {
 fn end_stream_corpus_replays_without_a_finding() {
     replay("end_stream", targets::end_stream);
 }
+
+#[test]
+fn agent_server_message_corpus_replays_without_a_finding() {
+    replay("agent_server_message", targets::agent_server_message);
+}
+
+#[test]
+fn bidi_append_corpus_replays_without_a_finding() {
+    replay("bidi_append", targets::bidi_append);
+}

@@ -83,3 +83,55 @@ pub fn end_stream(data: &[u8]) {
         assert!((400..600).contains(&c.client_status), "status {}", c.client_status);
     }
 }
+
+/// `AgentServerMessage` decoding and what a client does with it: never panics; every exec
+/// request is refused on the result field with its own number (or thrown, then closed);
+/// checkpoints are summarised; an end of the stream with any Connect code classifies.
+pub fn agent_server_message(data: &[u8]) {
+    use cursorpool_core::client::reject_exec;
+    use cursorpool_core::update::{ServerEvent, checkpoint_summary, decode_server_message};
+    use cursorpool_proto::agent_v1::{agent_client_message, exec_client_control_message};
+    let Ok(event) = decode_server_message(bytes::Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    match event {
+        ServerEvent::Exec(req) => {
+            let replies = reject_exec(&req, "not available through cursorpool");
+            assert!(!replies.is_empty(), "an exec request must always be answered");
+            let last = replies.last().and_then(|m| m.message.as_ref());
+            let closes = matches!(
+                last,
+                Some(agent_client_message::Message::ExecClientControlMessage(c))
+                    if matches!(c.message, Some(exec_client_control_message::Message::StreamClose(ref s)) if s.id == req.id)
+            );
+            assert!(closes, "every refusal ends with stream_close for the same id");
+        }
+        ServerEvent::Checkpoint(state) => {
+            let _ = checkpoint_summary(&state);
+        }
+        _ => {}
+    }
+    // Classification of a trailer built from the first byte: every code maps to a status.
+    if let Some(&b) = data.first() {
+        use cursorpool_core::classify::{Failure, classify};
+        use cursorpool_core::connect::{code::Code, error::ConnectError};
+        let code = Code::ALL[usize::from(b) % Code::ALL.len()];
+        let err = ConnectError::new(code, "fuzz");
+        let c = classify(Failure::Connect(&err));
+        assert!((400..600).contains(&c.client_status));
+    }
+}
+
+/// `BidiAppendRequest` bodies: never panic; whatever decodes re-encodes (hex and binary) to a
+/// body that decodes to the same append.
+pub fn bidi_append(data: &[u8]) {
+    use cursorpool_core::bidi::{DataEncoding, decode_append, encode_append_payload};
+    let Ok(append) = decode_append(data) else {
+        return;
+    };
+    for enc in [DataEncoding::Hex, DataEncoding::Binary] {
+        let body = encode_append_payload(&append.request_id, append.seqno, &append.payload, enc);
+        let again = decode_append(&body).expect("re-encoded append decodes");
+        assert_eq!(again, append, "append does not round-trip");
+    }
+}
