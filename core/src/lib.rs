@@ -10,9 +10,11 @@
 //! - [`update`]: `AgentServerMessage` → typed [`update::ServerEvent`]s.
 //! - [`client`]: encoding of every message a client sends upstream.
 //! - [`bidi`]: the HTTP/1.1 `BidiAppend` request codec.
+//! - [`chat`]: the API-independent chat request and reply events.
 #![forbid(unsafe_code)]
 
 pub mod bidi;
+pub mod chat;
 pub mod classify;
 pub mod client;
 pub mod connect;
