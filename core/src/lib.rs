@@ -10,6 +10,8 @@
 //! - [`update`]: `AgentServerMessage` → typed [`update::ServerEvent`]s.
 //! - [`client`]: encoding of every message a client sends upstream.
 //! - [`bidi`]: the HTTP/1.1 `BidiAppend` request codec.
+//! - [`headers`]: the request headers of every upstream call.
+//! - [`ids`]: request, conversation and reply ids from a seeded generator.
 //! - [`chat`]: the API-independent chat request and reply events.
 #![forbid(unsafe_code)]
 
@@ -19,4 +21,6 @@ pub mod classify;
 pub mod client;
 pub mod connect;
 pub mod flow;
+pub mod headers;
+pub mod ids;
 pub mod update;
