@@ -32,16 +32,29 @@ fn realistic_stream() -> (Bytes, usize) {
         envelope::encode_proto(m, buf).expect("fits");
         frames += 1;
     };
-    let words = ["The ", "answer ", "is ", "forty-two, ", "because ", "the ", "sim ", "says so. "];
+    let words = [
+        "The ",
+        "answer ",
+        "is ",
+        "forty-two, ",
+        "because ",
+        "the ",
+        "sim ",
+        "says so. ",
+    ];
     for i in 0..4000 {
         let text = words[i % words.len()].repeat(1 + i % 3);
         push(
-            &update(interaction_update::Message::TextDelta(TextDeltaUpdate { text })),
+            &update(interaction_update::Message::TextDelta(TextDeltaUpdate {
+                text,
+            })),
             &mut buf,
         );
         if i % 10 == 0 {
             push(
-                &update(interaction_update::Message::TokenDelta(TokenDeltaUpdate { tokens: 7 })),
+                &update(interaction_update::Message::TokenDelta(TokenDeltaUpdate {
+                    tokens: 7,
+                })),
                 &mut buf,
             );
         }

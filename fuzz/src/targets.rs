@@ -32,10 +32,7 @@ pub fn envelope(data: &[u8]) {
 
 /// Decodes `data` fed `chunk` bytes at a time; returns the frames (or the first error) and
 /// whether any frame was compressed (compressed frames do not re-encode byte-for-byte).
-fn decode(
-    data: &[u8],
-    chunk: usize,
-) -> (Result<Vec<Frame>, envelope::EnvelopeError>, bool) {
+fn decode(data: &[u8], chunk: usize) -> (Result<Vec<Frame>, envelope::EnvelopeError>, bool) {
     let mut d = EnvelopeDecoder::new(MAX_FRAME);
     d.set_compression(Some(Compression::Gzip));
     let mut frames = Vec::new();
@@ -80,7 +77,11 @@ pub fn end_stream(data: &[u8]) {
     assert_eq!(parsed, again, "end-stream does not round-trip");
     if let Some(failure) = Failure::from_end_stream(&parsed) {
         let c = classify(failure);
-        assert!((400..600).contains(&c.client_status), "status {}", c.client_status);
+        assert!(
+            (400..600).contains(&c.client_status),
+            "status {}",
+            c.client_status
+        );
     }
 }
 
@@ -97,14 +98,20 @@ pub fn agent_server_message(data: &[u8]) {
     match event {
         ServerEvent::Exec(req) => {
             let replies = reject_exec(&req, "not available through cursorpool");
-            assert!(!replies.is_empty(), "an exec request must always be answered");
+            assert!(
+                !replies.is_empty(),
+                "an exec request must always be answered"
+            );
             let last = replies.last().and_then(|m| m.message.as_ref());
             let closes = matches!(
                 last,
                 Some(agent_client_message::Message::ExecClientControlMessage(c))
                     if matches!(c.message, Some(exec_client_control_message::Message::StreamClose(ref s)) if s.id == req.id)
             );
-            assert!(closes, "every refusal ends with stream_close for the same id");
+            assert!(
+                closes,
+                "every refusal ends with stream_close for the same id"
+            );
         }
         ServerEvent::Checkpoint(state) => {
             let _ = checkpoint_summary(&state);
