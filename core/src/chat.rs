@@ -38,6 +38,9 @@ pub struct ChatRequest {
     pub tool_choice: ToolChoice,
     /// Whether the client asked for a streamed reply.
     pub stream: bool,
+    /// OpenAI `stream_options.include_usage`: usage goes in a separate last chunk with empty
+    /// `choices` (else it rides on the finish chunk). Always `false` for Anthropic.
+    pub include_usage: bool,
     /// The client's output-token bound, when given.
     pub max_tokens: Option<u32>,
     /// Strings that end the reply when generated (enforced by the proxy on the text).

@@ -13,8 +13,11 @@
 //! - [`headers`]: the request headers of every upstream call.
 //! - [`ids`]: request, conversation and reply ids from a seeded generator.
 //! - [`chat`]: the API-independent chat request and reply events.
+//! - [`api`]: the API front: Anthropic / OpenAI request parsing, SSE and JSON rendering, errors.
+//! - [`turn`]: the turn machine: one upstream run, tool calls parked inline, parked turns.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod bidi;
 pub mod chat;
 pub mod classify;
@@ -23,4 +26,5 @@ pub mod connect;
 pub mod flow;
 pub mod headers;
 pub mod ids;
+pub mod turn;
 pub mod update;

@@ -314,7 +314,30 @@ fn unary_connect_calls_answer_protobuf() {
         b"{}",
     );
     assert_eq!(r.status, 200);
-    assert!(json_body(&r)["config"].is_string());
+    // The SDK feeds `config` to its Statsig client, which needs a client-initialize response
+    // with `has_updates` and `user` (otherwise it logs errors and drops the data).
+    let config: serde_json::Value =
+        serde_json::from_str(json_body(&r)["config"].as_str().unwrap()).unwrap();
+    assert_eq!(config["has_updates"], true);
+    assert!(config["feature_gates"].is_object() && config["dynamic_configs"].is_object());
+    assert!(config["layer_configs"].is_object());
+    assert!(
+        config["user"]["userID"]
+            .as_str()
+            .unwrap()
+            .starts_with("user_sim_")
+    );
+    let r = h.request(
+        "POST",
+        "/aiserver.v1.AnalyticsService/BootstrapStatsig",
+        "",
+        &http::HeaderMap::new(),
+        b"{}",
+    );
+    assert_eq!(r.status, 200);
+    let config: serde_json::Value =
+        serde_json::from_str(json_body(&r)["config"].as_str().unwrap()).unwrap();
+    assert_eq!(config["user"]["userID"], "user_sim_anonymous");
 
     let r = h.request("POST", "/aiserver.v1.Nope/Nothing", "", &hd, b"");
     assert_eq!(r.status, 501);

@@ -172,3 +172,26 @@ fn sse_disconnect_cancels_the_run() {
     // Late appends for the finished run are accepted and dropped.
     assert_eq!(h.append(&token, "gone", 7, &heartbeat()).status, 200);
 }
+
+#[test]
+fn runs_are_counted_by_the_rpc_that_carried_them() {
+    let mut h = Harness::new(config());
+    let token = h.token("a");
+    assert_eq!(h.simple_turn(&token, "over Run", None).error_code(), None);
+    let req = run_request("over RunSSE", Some(Bytes::new()), &[], "default", &[]);
+    let mut run = h.open_sse(&token, "by-rpc", Policy::default(), &req);
+    h.run_to_end(&mut run, MINUTE);
+    assert!(run.client.t.finished);
+    // An unauthenticated RunSSE counts as a stream, not as a run of any account.
+    let _ = open_sse_no_body(&mut h, "not-a-token", "by-rpc-unauth");
+
+    let c = h.sim.counters();
+    let a = &c.accounts["a"];
+    assert_eq!(a.runs, 2);
+    assert_eq!(a.runs_by_rpc.get("Run"), Some(&1));
+    assert_eq!(a.runs_by_rpc.get("RunSSE"), Some(&1));
+    assert_eq!(c.total.runs_by_rpc, a.runs_by_rpc);
+    assert_eq!(c.streams.get("/agent.v1.AgentService/Run"), Some(&1));
+    assert_eq!(c.streams.get("/agent.v1.AgentService/RunSSE"), Some(&2));
+    assert_eq!(c.unauthenticated_runs, 1);
+}

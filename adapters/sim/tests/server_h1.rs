@@ -41,6 +41,8 @@ async fn text_turn_over_http1_run_sse_with_early_and_out_of_order_appends() {
     .await;
     let counters = sim.counters();
     assert_eq!(counters.total.turns_completed, 1);
+    assert_eq!(counters.total.runs_by_rpc.get("RunSSE"), Some(&1));
+    assert_eq!(counters.streams.get("/agent.v1.AgentService/Run"), None);
     assert!(
         counters.bidi_early >= 1,
         "the run request arrived before RunSSE"

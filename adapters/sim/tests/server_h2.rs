@@ -57,6 +57,8 @@ async fn text_turn_over_h2c_run_streams_answer_turn_end_and_checkpoint() {
     let counters = sim.counters();
     assert_eq!(counters.total.runs, 1);
     assert_eq!(counters.total.turns_completed, 1);
+    assert_eq!(counters.total.runs_by_rpc.get("Run"), Some(&1));
+    assert_eq!(counters.streams.get("/agent.v1.AgentService/RunSSE"), None);
     sim.shutdown().await;
 }
 

@@ -427,22 +427,21 @@ pub(crate) fn parse_json_bounded(bytes: &[u8]) -> Result<Value, BoundedJsonError
     serde_json::from_slice(bytes).map_err(BoundedJsonError::Syntax)
 }
 
-/// Whether `{`/`[` outside strings nest deeper than `limit`. Only a bound: the syntax itself
-/// is checked by serde_json afterwards.
-fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+/// Whether `{`/`[` outside strings nest deeper than `limit`, in one linear pass without
+/// allocating. Only a bound: the syntax itself is checked by serde_json afterwards. Shared by
+/// every parser of outside JSON (trailers here, client request bodies in `api`). String
+/// contents — most of a large request — are skipped eight bytes at a time.
+pub fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => match string_end(bytes, i) {
+                Some(end) => i = end,
+                // An unterminated string holds the rest: no more structure.
+                None => return false,
+            },
             b'{' | b'[' => {
                 depth += 1;
                 if depth > limit {
@@ -454,6 +453,37 @@ fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
         }
     }
     false
+}
+
+/// The index just past the closing quote of the string whose contents start at `i`, honouring
+/// backslash escapes; `None` when the string never closes.
+fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has = |word: u64, byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    loop {
+        // Whole words with neither a quote nor a backslash.
+        while let Some(word) = bytes
+            .get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        {
+            let word = u64::from_le_bytes(word);
+            if has(word, b'"') || has(word, b'\\') {
+                break;
+            }
+            i += 8;
+        }
+        let rest = bytes.get(i..)?;
+        let at = i + rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+        if bytes[at] == b'"' {
+            return Some(at + 1);
+        }
+        // A backslash escapes the next byte (a `\uXXXX` escape has no quote in it anyway).
+        i = at + 2;
+    }
 }
 
 /// The JSON kind of `v`, for error messages.

@@ -9,6 +9,9 @@ use serde::Serialize;
 pub struct AccountCounters {
     /// Runs opened with a valid token of this account (including ones that then failed).
     pub runs: u64,
+    /// Those runs by the RPC that carried them: `"Run"` (the HTTP/2 bidi stream) or
+    /// `"RunSSE"` (HTTP/1.1 `RunSSE` + `BidiAppend`).
+    pub runs_by_rpc: BTreeMap<String, u64>,
     /// Runs whose `run_request` carried a non-empty `conversation_state`.
     pub resumed_runs: u64,
     /// Replayed checkpoints the sim recognised as one it produced itself (byte-for-byte).
@@ -53,6 +56,7 @@ impl AccountCounters {
     /// Adds `other` into `self` (for the totals).
     pub(crate) fn add(&mut self, other: &AccountCounters) {
         self.runs += other.runs;
+        merge(&mut self.runs_by_rpc, &other.runs_by_rpc);
         self.resumed_runs += other.resumed_runs;
         self.replayed_checkpoints += other.replayed_checkpoints;
         self.history_turns_seen += other.history_turns_seen;
@@ -105,6 +109,9 @@ pub struct Counters {
     pub bidi_out_of_order: u64,
     /// One-request/one-response calls by path (unary RPCs, auth, models, control).
     pub requests: BTreeMap<String, u64>,
+    /// Streaming runs opened, by path (`/agent.v1.AgentService/Run` or `…/RunSSE`), whatever
+    /// their token (unauthenticated ones included).
+    pub streams: BTreeMap<String, u64>,
     /// Access tokens issued (exchange, poll, refresh, control).
     pub tokens_issued: u64,
     /// Browser logins completed and collected.

@@ -49,7 +49,7 @@ impl Sim {
             ("POST", "/oauth/token") => self.oauth_token(req.body, wall),
             ("GET", "/v1/models") => self.models_json(req.headers, wall),
             ("POST", "/aiserver.v1.AnalyticsService/BootstrapStatsig") => {
-                json_response(200, &json!({"config": "{}"}))
+                self.bootstrap_statsig(req.headers, wall)
             }
             ("POST", p) if p.starts_with("/aiserver.v1.AnalyticsService/") => proto_response(&[]),
             ("POST", p) if is_unary(p) => self.unary(p, req, now, wall),
@@ -219,6 +219,38 @@ impl Sim {
             }
             Err(_) => json_response(403, &json!({"error": "invalid_grant"})),
         }
+    }
+
+    /// `POST /aiserver.v1.AnalyticsService/BootstrapStatsig` (spec §10.3), plain JSON:
+    /// `{"config": "<JSON>", "generatedAtMs": …}`. The SDK hands `config` to its Statsig client
+    /// (`dataAdapter.setData`), which wants a Statsig client-initialize response: without
+    /// `has_updates` it logs "Failed to parse data", without `user` "StatsigUser not found"
+    /// (SDK 1.0.18 verified). No gate is on and no dynamic config is set, so every SDK
+    /// feature check takes its default. Answered 200 even without a valid token (the SDK
+    /// ignores failures here); the user id then is a placeholder.
+    fn bootstrap_statsig(&self, headers: &http::HeaderMap, wall: SystemTime) -> HttpResponse {
+        let user_id = match self.accounts.check_bearer(headers, wall) {
+            Ok(a) => format!("user_sim_{}", self.accounts.list[a].config.label),
+            Err(_) => "user_sim_anonymous".to_owned(),
+        };
+        let time_ms = super::accounts::unix_secs(wall) * 1000;
+        let config = json!({
+            "has_updates": true,
+            "time": time_ms,
+            "feature_gates": {},
+            "dynamic_configs": {},
+            "layer_configs": {},
+            "param_stores": {},
+            "sdkParams": {},
+            "hash_used": "djb2",
+            "derived_fields": {},
+            "evaluated_keys": {"userID": user_id},
+            "user": {"userID": user_id},
+        });
+        json_response(
+            200,
+            &json!({"config": config.to_string(), "generatedAtMs": time_ms.to_string()}),
+        )
     }
 
     /// `GET /v1/models` (spec §10.4): bearer = the raw API key (or an access token).

@@ -235,6 +235,12 @@ impl Sim {
             Transport::Run => (false, None),
             Transport::RunSse { request_id } => (true, Some(request_id)),
         };
+        let rpc = transport_rpc(sse);
+        *self
+            .global
+            .streams
+            .entry(format!("/agent.v1.AgentService/{rpc}"))
+            .or_default() += 1;
         let auth = self.accounts.check_bearer(headers, wall);
         let account = auth.ok();
         let mut faults = Vec::new();
@@ -263,6 +269,7 @@ impl Sim {
         self.drive(id, now, |run, env| {
             if let Some(a) = env.counters.as_deref_mut() {
                 a.runs += 1;
+                *a.runs_by_rpc.entry(rpc.to_owned()).or_default() += 1;
                 a.faults_injected += n_faults;
             }
             match auth {
@@ -403,6 +410,11 @@ impl Sim {
             self.runs.remove(&id);
         }
     }
+}
+
+/// The RPC name a run came in on (the key of [`AccountCounters::runs_by_rpc`]).
+fn transport_rpc(sse: bool) -> &'static str {
+    if sse { "RunSSE" } else { "Run" }
 }
 
 /// The usage-limit error of an exhausted quota (spec §9.17, §10.5).

@@ -1,0 +1,548 @@
+//! The HTTP front: routes client requests to core's parsers, runs or resumes turns on an
+//! account's pooled upstream connection, and streams core's rendering back. Decisions about
+//! bytes (parsing, rendering, errors, what a run carries) are core's; this file moves them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use cursorpool_core::api::{self, ApiError, ErrorType, anthropic, openai};
+use cursorpool_core::chat::{ApiKind, ChatRequest, ReplyEvent};
+use cursorpool_core::headers::{self, CallHeaders, CallKind, ClientIdentity};
+use cursorpool_core::ids::{IdSource, format_uuid};
+use cursorpool_core::turn::{
+    Framing, ModelMap, ParkedTurns, ReplyOptions, Turn, TurnConfig, TurnEvent, TurnParams, prompt,
+};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::body::{self, ResponseBody};
+use crate::run::{self, Control, EVENT_DEPTH};
+use crate::upstream::Upstream;
+
+/// One Cursor account the proxy may use.
+#[derive(Debug)]
+pub struct Account {
+    /// Name for logs and the status page (never the token).
+    pub label: String,
+    /// Access token (never logged).
+    token: String,
+    /// Its pooled upstream connection.
+    upstream: Arc<Upstream>,
+}
+
+/// What the proxy needs to serve.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Cursor's base URL (or the simulated backend's).
+    pub upstream_url: String,
+    /// Extra trusted root certificates (PEM) for the upstream, e.g. the sim's self-signed one.
+    pub upstream_root_pem: Option<Vec<u8>>,
+    /// `(label, access token)` per account.
+    pub accounts: Vec<(String, String)>,
+    /// Client model → Cursor model.
+    pub models: ModelMap,
+    /// Model ids listed by `GET /v1/models`.
+    pub listed_models: Vec<String>,
+    /// Turn timing.
+    pub turn: TurnConfig,
+    /// How long a parked tool call waits for its results.
+    pub park_ttl: Duration,
+    /// How cursorpool presents itself upstream.
+    pub identity: ClientIdentity,
+    /// Largest client body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Seed for ids (request, reply, conversation).
+    pub seed: u64,
+}
+
+/// The handle a parked turn's task listens on.
+#[derive(Debug)]
+struct ParkHandle {
+    control: mpsc::Sender<Control>,
+}
+
+/// Shared state of the running proxy.
+#[derive(Debug)]
+pub struct App {
+    config: AppConfig,
+    accounts: Vec<Account>,
+    next_account: AtomicUsize,
+    parked: Mutex<ParkedTurns<ParkHandle>>,
+    ids: Mutex<IdSource>,
+    runs_started: AtomicUsize,
+}
+
+type HttpResponse = Response<ResponseBody>;
+
+impl App {
+    /// Builds the proxy state: one pooled upstream per account.
+    pub fn new(config: AppConfig) -> Result<Arc<Self>, crate::upstream::UpstreamError> {
+        let mut accounts = Vec::with_capacity(config.accounts.len());
+        for (label, token) in &config.accounts {
+            accounts.push(Account {
+                label: label.clone(),
+                token: token.clone(),
+                upstream: Arc::new(Upstream::new(
+                    &config.upstream_url,
+                    config.upstream_root_pem.as_deref(),
+                )?),
+            });
+        }
+        Ok(Arc::new(Self {
+            parked: Mutex::new(ParkedTurns::new(config.park_ttl)),
+            ids: Mutex::new(IdSource::new(config.seed)),
+            next_account: AtomicUsize::new(0),
+            runs_started: AtomicUsize::new(0),
+            accounts,
+            config,
+        }))
+    }
+
+    /// Upstream runs started so far (for tests and the demo).
+    pub fn runs_started(&self) -> usize {
+        self.runs_started.load(Ordering::Relaxed)
+    }
+
+    /// Tool calls waiting for their results.
+    pub fn parked_len(&self) -> usize {
+        self.parked.lock().map_or(0, |p| p.len())
+    }
+
+    /// Upstream connections made so far over all accounts.
+    pub fn upstream_connects(&self) -> u64 {
+        self.accounts.iter().map(|a| a.upstream.connects()).sum()
+    }
+
+    fn next_id(&self, f: impl FnOnce(&mut IdSource) -> String) -> String {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut ids)
+    }
+
+    fn child_ids(&self) -> IdSource {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        IdSource::new(ids.next_u64())
+    }
+
+    /// Closes parked turns whose clients never came back.
+    pub fn expire_parked(&self) {
+        let now = std::time::Instant::now();
+        let expired = self
+            .parked
+            .lock()
+            .map(|mut p| p.expire(now))
+            .unwrap_or_default();
+        // Dropping the handles closes the control channels: each task cancels its run.
+        drop(expired);
+    }
+
+    /// Serves one HTTP request.
+    pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> HttpResponse {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_owned();
+        let api = if path.starts_with("/v1/chat/") {
+            ApiKind::OpenAi
+        } else {
+            ApiKind::Anthropic
+        };
+        match (&parts.method, path.as_str()) {
+            (&Method::HEAD | &Method::GET, "/") => plain(StatusCode::OK, "cursorpool\n"),
+            (&Method::GET, "/v1/models") => {
+                let api = if parts.headers.contains_key("anthropic-version") {
+                    ApiKind::Anthropic
+                } else {
+                    ApiKind::OpenAi
+                };
+                json(
+                    StatusCode::OK,
+                    api::models::models_body(api, &self.config.listed_models, unix_now()),
+                )
+            }
+            (
+                &Method::POST,
+                "/v1/messages" | "/v1/chat/completions" | "/v1/messages/count_tokens",
+            ) => {
+                let bytes = match read_body(body, self.config.max_body_bytes).await {
+                    Ok(b) => b,
+                    Err(e) => return error_response(api, &e),
+                };
+                if path == "/v1/messages/count_tokens" {
+                    return match anthropic::parse_count_tokens_request(&bytes, &parts.headers) {
+                        Ok(req) => json(
+                            StatusCode::OK,
+                            anthropic::count_tokens_body(api::tokens::estimate_input_tokens(&req)),
+                        ),
+                        Err(e) => error_response(api, &ApiError::from(&e)),
+                    };
+                }
+                let parsed = match api {
+                    ApiKind::Anthropic => anthropic::parse_messages_request(&bytes, &parts.headers),
+                    ApiKind::OpenAi => openai::parse_chat_request(&bytes, &parts.headers),
+                };
+                match parsed {
+                    Ok(chat) => self.chat(api, chat, &parts.headers).await,
+                    Err(e) => error_response(api, &ApiError::from(&e)),
+                }
+            }
+            _ => error_response(
+                api,
+                &ApiError::not_found(format!("no route for {} {}", parts.method, path)),
+            ),
+        }
+    }
+
+    /// A chat request: resume the parked turn its tool results answer, or start a run.
+    async fn chat(
+        self: Arc<Self>,
+        api: ApiKind,
+        req: ChatRequest,
+        headers: &HeaderMap,
+    ) -> HttpResponse {
+        let client_key = client_key(headers);
+        let results = prompt::last_tool_results(&req);
+        if !results.is_empty() {
+            let ids: Vec<&str> = results.iter().map(|r| r.tool_use_id.as_str()).collect();
+            let handle = self
+                .parked
+                .lock()
+                .ok()
+                .and_then(|mut p| p.take_for(&client_key, &ids));
+            if let Some(handle) = handle {
+                let (events_tx, events_rx) = mpsc::channel(EVENT_DEPTH);
+                let (done_tx, done_rx) = oneshot::channel();
+                let sent = handle
+                    .control
+                    .send(Control::Resume {
+                        results,
+                        reply: ReplyOptions::from_chat(&req, api),
+                        events: events_tx,
+                        done: done_tx,
+                    })
+                    .await;
+                if sent.is_ok() && matches!(done_rx.await, Ok(Ok(()))) {
+                    return self
+                        .reply(api, req, client_key, handle.control, events_rx)
+                        .await;
+                }
+                // The parked run is gone or refused the results: a new run carries them.
+                tracing::debug!("parked turn could not resume; falling back to a new run");
+            }
+        }
+        self.start(api, req, client_key).await
+    }
+
+    /// Starts a run on the next account, moving on to another before the first byte when the
+    /// failure says another account may do better.
+    async fn start(
+        self: Arc<Self>,
+        api: ApiKind,
+        req: ChatRequest,
+        client_key: String,
+    ) -> HttpResponse {
+        if self.accounts.is_empty() {
+            return error_response(
+                api,
+                &ApiError::overloaded("no Cursor account is configured", None),
+            );
+        }
+        let attempts = self.accounts.len();
+        let mut last_error = None;
+        for _ in 0..attempts {
+            let idx = self.next_account.fetch_add(1, Ordering::Relaxed) % self.accounts.len();
+            let account = &self.accounts[idx];
+            let (control_tx, control_rx) = mpsc::channel(4);
+            let (events_tx, mut events_rx) = mpsc::channel(EVENT_DEPTH);
+            let request_id = self.next_id(IdSource::uuid_v4);
+            let conversation_id = conversation_id(&client_key, &req);
+            let mut params = TurnParams::from_chat(
+                &req,
+                api,
+                &self.config.models,
+                conversation_id,
+                Framing::Run,
+                self.child_ids(),
+            );
+            params.config = self.config.turn.clone();
+            let turn = Turn::new(params, std::time::Instant::now());
+            let headers = match headers::build(
+                &self.config.identity,
+                CallHeaders {
+                    access_token: &account.token,
+                    request_id: &request_id,
+                    original_request_id: None,
+                    kind: CallKind::Run,
+                },
+            ) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(account = %account.label, "unusable credential: {e}");
+                    continue;
+                }
+            };
+            self.runs_started.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(account = %account.label, "starting upstream run");
+            tokio::spawn(run::drive(
+                turn,
+                account.upstream.clone(),
+                headers,
+                headers::path::RUN,
+                events_tx,
+                control_rx,
+            ));
+            // Look at the first event: a failure before anything reached the client may move
+            // to another account.
+            match events_rx.recv().await {
+                Some(TurnEvent::Failed {
+                    classification,
+                    downstream_started: false,
+                }) => {
+                    let retry = classification.try_another_account;
+                    tracing::info!(
+                        account = %account.label,
+                        kind = classification.kind.as_str(),
+                        "run failed before the first byte"
+                    );
+                    last_error = Some(ApiError::from(&classification));
+                    if !retry {
+                        break;
+                    }
+                }
+                Some(first) => {
+                    return self
+                        .reply_with_first(api, req, client_key, control_tx, first, events_rx)
+                        .await;
+                }
+                None => {
+                    last_error = Some(ApiError::new(
+                        ErrorType::Api,
+                        "the upstream run ended without an answer",
+                    ));
+                }
+            }
+        }
+        let err = last_error.unwrap_or_else(|| {
+            ApiError::overloaded("no Cursor account could take the request", None)
+        });
+        error_response(api, &err)
+    }
+
+    async fn reply(
+        self: Arc<Self>,
+        api: ApiKind,
+        req: ChatRequest,
+        client_key: String,
+        control: mpsc::Sender<Control>,
+        mut events: mpsc::Receiver<TurnEvent>,
+    ) -> HttpResponse {
+        match events.recv().await {
+            Some(first) => {
+                self.reply_with_first(api, req, client_key, control, first, events)
+                    .await
+            }
+            None => error_response(
+                api,
+                &ApiError::new(ErrorType::Api, "the upstream run ended without an answer"),
+            ),
+        }
+    }
+
+    /// Renders a reply whose first event is known: streamed as SSE or collected into one JSON
+    /// body. A parked turn's control handle is registered for the next request.
+    async fn reply_with_first(
+        self: Arc<Self>,
+        api: ApiKind,
+        req: ChatRequest,
+        client_key: String,
+        control: mpsc::Sender<Control>,
+        first: TurnEvent,
+        mut events: mpsc::Receiver<TurnEvent>,
+    ) -> HttpResponse {
+        if let TurnEvent::Failed { classification, .. } = &first {
+            return error_response(api, &ApiError::from(classification));
+        }
+        let created = unix_now();
+        if !req.stream {
+            let mut anthropic_acc = anthropic::MessageAccumulator::new();
+            let mut openai_acc = openai::CompletionAccumulator::new(created);
+            let mut next = Some(first);
+            while let Some(ev) = match next.take() {
+                Some(ev) => Some(ev),
+                None => events.recv().await,
+            } {
+                match ev {
+                    TurnEvent::Reply(r) => match api {
+                        ApiKind::Anthropic => anthropic_acc.handle(&r),
+                        ApiKind::OpenAi => openai_acc.handle(&r),
+                    },
+                    TurnEvent::Parked { tool_use_ids } => {
+                        self.park(&client_key, &tool_use_ids, control.clone());
+                        break;
+                    }
+                    TurnEvent::Failed { classification, .. } => {
+                        return error_response(api, &ApiError::from(&classification));
+                    }
+                    TurnEvent::Finished { .. } => break,
+                    TurnEvent::UpstreamClose => {}
+                }
+            }
+            let body = match api {
+                ApiKind::Anthropic => anthropic_acc.finish(),
+                ApiKind::OpenAi => openai_acc.finish(),
+            };
+            return match body {
+                Ok(b) => json(StatusCode::OK, b),
+                Err(c) => error_response(api, &ApiError::from(&c)),
+            };
+        }
+        let (tx, body) = body::channel(16);
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut anthropic_r = anthropic::StreamRenderer::new();
+            let mut openai_r = openai::StreamRenderer::for_request(&req, created);
+            let mut out = BytesMut::new();
+            let mut next = Some(first);
+            while let Some(ev) = match next.take() {
+                Some(ev) => Some(ev),
+                None => events.recv().await,
+            } {
+                let mut end = false;
+                match ev {
+                    TurnEvent::Reply(r) => {
+                        match api {
+                            ApiKind::Anthropic => anthropic_r.handle(&r, &mut out),
+                            ApiKind::OpenAi => openai_r.handle(&r, &mut out),
+                        }
+                        end = matches!(r, ReplyEvent::Error(_));
+                    }
+                    TurnEvent::Parked { tool_use_ids } => {
+                        app.park(&client_key, &tool_use_ids, control.clone());
+                        end = true;
+                    }
+                    TurnEvent::Finished { .. } | TurnEvent::Failed { .. } => end = true,
+                    TurnEvent::UpstreamClose => {}
+                }
+                if !out.is_empty() && tx.send(out.split().freeze()).await.is_err() {
+                    // The client went away: dropping `events` tells the run.
+                    return;
+                }
+                if end {
+                    return;
+                }
+            }
+        });
+        let mut resp = Response::new(ResponseBody::Stream(body));
+        *resp.status_mut() = StatusCode::OK;
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-cache"),
+        );
+        resp
+    }
+
+    fn park(&self, client_key: &str, tool_use_ids: &[String], control: mpsc::Sender<Control>) {
+        if let Ok(mut p) = self.parked.lock() {
+            let _ = p.park_with_ids(
+                client_key,
+                tool_use_ids.to_vec(),
+                ParkHandle { control },
+                std::time::Instant::now(),
+            );
+        }
+    }
+}
+
+/// Who the client is, for isolation: its API key (hashed, never kept in clear).
+fn client_key(headers: &HeaderMap) -> String {
+    let raw = headers
+        .get("x-api-key")
+        .or_else(|| headers.get(http::header::AUTHORIZATION))
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    hex::encode(&Sha256::digest(&raw)[..16])
+}
+
+/// The conversation id Cursor sees: stable for the client's session (or its first message),
+/// salted with the client's key, as a UUID.
+fn conversation_id(client_key: &str, req: &ChatRequest) -> String {
+    let mut h = Sha256::new();
+    h.update(client_key.as_bytes());
+    match &req.metadata.session_id {
+        Some(s) => h.update(s.as_bytes()),
+        None => {
+            for m in req.messages.iter().take(1) {
+                h.update(format!("{m:?}").as_bytes());
+            }
+        }
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    format_uuid(b, 8)
+}
+
+async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(ApiError::new(
+                    ErrorType::RequestTooLarge,
+                    format!("request body exceeds {limit} bytes"),
+                ))
+            } else {
+                Err(ApiError::new(
+                    ErrorType::InvalidRequest,
+                    format!("could not read the request body: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+fn error_response(api: ApiKind, err: &ApiError) -> HttpResponse {
+    let (status, headers, body) = api::render_error(api, err).into_parts();
+    let mut resp = Response::new(ResponseBody::full(body));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(&v),
+        ) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+fn json(status: StatusCode, body: Bytes) -> HttpResponse {
+    let mut resp = Response::new(ResponseBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
+    let mut resp = Response::new(ResponseBody::full(Bytes::from_static(text.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,195 @@
+//! The `cursorpool` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cursorpool_core::headers::ClientIdentity;
+use cursorpool_core::turn::{ModelMap, TurnConfig};
+
+use crate::app::AppConfig;
+
+/// cursorpool: Claude Code, the Anthropic and OpenAI SDKs and any OpenAI-compatible app on a
+/// pool of Cursor accounts.
+#[derive(Debug, Parser)]
+#[command(name = "cursorpool", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter, e.g. `info`, `debug`, `cursorpool=debug`.
+    #[arg(long, global = true, default_value = "info", env = "CURSORPOOL_LOG")]
+    pub log: String,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Anthropic and OpenAI APIs on a local port.
+    Serve(ServeArgs),
+    /// Run a real conversation with a tool call through the proxy against the embedded
+    /// simulated Cursor backend, and print it. Needs no account.
+    Demo,
+}
+
+/// Options of `cursorpool serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8317", env = "CURSORPOOL_LISTEN")]
+    pub listen: SocketAddr,
+    /// Cursor's API base URL (`http://` for the simulated backend, over h2c).
+    #[arg(
+        long,
+        default_value = "https://api2.cursor.sh",
+        env = "CURSORPOOL_UPSTREAM"
+    )]
+    pub upstream: String,
+    /// Extra trusted root certificate (PEM) for the upstream, e.g. `cursor-sim --cert-out`.
+    #[arg(long, value_name = "PEM_FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// A Cursor access token, as `LABEL=TOKEN` or just `TOKEN` (repeatable: one per account).
+    /// Prefer `--token-file` or the environment: command lines are visible to other users.
+    #[arg(
+        long = "token",
+        value_name = "[LABEL=]TOKEN",
+        env = "CURSORPOOL_TOKENS",
+        value_delimiter = ','
+    )]
+    pub tokens: Vec<String>,
+    /// A file with one `[LABEL=]TOKEN` per line.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Map a client model to a Cursor model: `CLIENT=CURSOR` (repeatable).
+    #[arg(long = "model", value_name = "CLIENT=CURSOR")]
+    pub models: Vec<String>,
+    /// Cursor model used for client models without a mapping.
+    #[arg(long, default_value = "default")]
+    pub default_model: String,
+    /// Seconds without any upstream frame before a run counts as stalled.
+    #[arg(long, default_value_t = 90)]
+    pub stall_timeout_secs: u64,
+    /// Seconds a tool call waits for its result before its upstream run is closed.
+    #[arg(long, default_value_t = 1800)]
+    pub park_ttl_secs: u64,
+    /// Largest request body accepted, in bytes (413 above).
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+/// Why the command line cannot be used. Blame: the user's invocation; exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A file named on the command line cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A `CLIENT=CURSOR` mapping without `=`.
+    #[error("--model {0:?}: expected CLIENT=CURSOR")]
+    BadModelMap(String),
+}
+
+impl ServeArgs {
+    /// The proxy configuration these options describe.
+    pub fn app_config(&self) -> Result<AppConfig, CliError> {
+        let mut tokens = self.tokens.clone();
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        let accounts = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match t.split_once('=') {
+                Some((label, token)) if !label.contains('.') => {
+                    (label.to_owned(), token.to_owned())
+                }
+                _ => (format!("account-{}", i + 1), t.clone()),
+            })
+            .collect();
+        let mut models = ModelMap {
+            default: self.default_model.clone(),
+            ..ModelMap::default()
+        };
+        for m in &self.models {
+            let (client, cursor) = m
+                .split_once('=')
+                .ok_or_else(|| CliError::BadModelMap(m.clone()))?;
+            models.entries.insert(client.to_owned(), cursor.to_owned());
+        }
+        let upstream_root_pem = match &self.upstream_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|source| CliError::Read {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let turn = TurnConfig {
+            stall_timeout: Duration::from_secs(self.stall_timeout_secs),
+            ..TurnConfig::default()
+        };
+        Ok(AppConfig {
+            upstream_url: self.upstream.clone(),
+            upstream_root_pem,
+            accounts,
+            listed_models: default_listed_models(),
+            models,
+            turn,
+            park_ttl: Duration::from_secs(self.park_ttl_secs),
+            identity: ClientIdentity::default(),
+            max_body_bytes: self.max_body_bytes,
+            seed: seed_from_clock(),
+        })
+    }
+}
+
+/// Model ids `GET /v1/models` lists by default: the Claude names clients ask for.
+pub fn default_listed_models() -> Vec<String> {
+    [
+        "claude-opus-4-8",
+        "claude-sonnet-5",
+        "claude-haiku-4-5-20251001",
+        "gpt-5",
+        "default",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// A seed for ids that differs between processes (ids need uniqueness, not secrecy).
+pub fn seed_from_clock() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Defaults for the demo (no accounts: the demo supplies the sim's).
+pub fn demo_config() -> AppConfig {
+    AppConfig {
+        upstream_url: String::new(),
+        upstream_root_pem: None,
+        accounts: Vec::new(),
+        models: ModelMap::default(),
+        listed_models: default_listed_models(),
+        turn: TurnConfig::default(),
+        park_ttl: Duration::from_secs(1800),
+        identity: ClientIdentity::default(),
+        max_body_bytes: 32 * 1024 * 1024,
+        seed: seed_from_clock(),
+    }
+}

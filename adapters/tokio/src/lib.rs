@@ -1,0 +1,11 @@
+//! The tokio adapter of cursorpool: hyper downstream, `h2` over rustls upstream. It moves bytes
+//! and time between sockets and the sans-IO core and takes no protocol decision itself.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod body;
+pub mod cli;
+pub mod demo;
+pub mod run;
+pub mod server;
+pub mod upstream;

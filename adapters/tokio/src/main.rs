@@ -1,0 +1,97 @@
+//! `cursorpool`: the proxy binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cursorpool_tokio::cli::{Cli, Command, demo_config};
+use cursorpool_tokio::{app::App, demo, server};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its own transcript; keep its log to warnings unless asked otherwise.
+    let filter = match (&cli.command, cli.log.as_str()) {
+        (Command::Demo, "info") => "warn",
+        (_, f) => f,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cursorpool: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Demo => match demo::run(demo_config()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("\ncursorpool demo: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::Serve(args) => {
+                let config = match args.app_config() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("cursorpool: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                if config.accounts.is_empty() {
+                    eprintln!("cursorpool: no Cursor account: pass --token or --token-file");
+                    return ExitCode::from(2);
+                }
+                let app = match App::new(config) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        eprintln!("cursorpool: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let listener = match tokio::net::TcpListener::bind(args.listen).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("cursorpool: cannot listen on {}: {e}", args.listen);
+                        return ExitCode::FAILURE;
+                    }
+                };
+                tracing::info!("cursorpool listening on http://{}", args.listen);
+                server::serve(listener, app, shutdown_signal()).await;
+                ExitCode::SUCCESS
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,209 @@
+//! Drives one core [`Turn`] over one HTTP/2 `Run` stream: request-body bytes out as the
+//! stream's send capacity allows (core's [`Chunker`] never releases more than `h2` granted),
+//! response-body bytes and timers in, turn events out to whoever serves the current downstream
+//! reply. While the turn is parked on tool calls the task keeps the stream (heartbeats flow)
+//! and waits for the next reply's tool results on its control channel.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cursorpool_core::classify::TransportFailure;
+use cursorpool_core::flow::chunker::Chunker;
+use cursorpool_core::turn::{ReplyOptions, ResumeError, ToolResultInput, Turn, TurnEvent};
+use h2::RecvStream;
+use http::HeaderMap;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::upstream::{Upstream, UpstreamError};
+
+/// How many events may wait for the downstream writer before the turn stops reading upstream.
+pub const EVENT_DEPTH: usize = 64;
+
+/// What the HTTP side asks of a running or parked turn.
+#[derive(Debug)]
+pub enum Control {
+    /// The client sent the results of the parked tool calls: resume into a new reply whose
+    /// events go to `events`. `done` answers whether the results matched.
+    Resume {
+        /// Results, matched by tool-use id.
+        results: Vec<ToolResultInput>,
+        /// The new reply's options (model name, max tokens, stop sequences).
+        reply: ReplyOptions,
+        /// Where the new reply's events go.
+        events: mpsc::Sender<TurnEvent>,
+        /// Whether the turn accepted the results.
+        done: oneshot::Sender<Result<(), ResumeError>>,
+    },
+}
+
+/// Maps an `h2` failure onto core's transport failure kinds.
+pub fn transport_failure(e: &h2::Error) -> TransportFailure {
+    if e.is_go_away() {
+        TransportFailure::GoAway {
+            code: e.reason().map_or(0, u32::from),
+        }
+    } else if e.is_reset() {
+        TransportFailure::RstStream {
+            code: e.reason().map_or(0, u32::from),
+        }
+    } else if e.is_io() {
+        TransportFailure::ConnectionReset
+    } else {
+        TransportFailure::ProtocolViolation
+    }
+}
+
+fn upstream_failure(e: &UpstreamError) -> TransportFailure {
+    match e {
+        UpstreamError::Connect { .. } | UpstreamError::BadBaseUrl(_) => {
+            TransportFailure::ConnectFailed
+        }
+        UpstreamError::Tls { .. } => TransportFailure::TlsFailed,
+        UpstreamError::H2(e) => transport_failure(e),
+    }
+}
+
+/// Runs `turn` to its end on a new `Run` stream of `upstream`. Events of the first reply go to
+/// `events`; later replies' senders arrive with [`Control::Resume`]. Returns when the run is
+/// over (finished, failed, or abandoned: the control channel closed while parked).
+pub async fn drive(
+    mut turn: Turn,
+    upstream: Arc<Upstream>,
+    headers: HeaderMap,
+    path: &'static str,
+    mut events: mpsc::Sender<TurnEvent>,
+    mut control: mpsc::Receiver<Control>,
+) -> Turn {
+    // Core takes std Instants; the adapter owns the clock.
+    let now = std::time::Instant::now;
+
+    let (response, mut send) = match upstream.open(path, &headers, false).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            turn.handle_transport_failure(upstream_failure(&e), now());
+            drain_events(&mut turn, &mut events).await;
+            return turn;
+        }
+    };
+    let mut response = Some(response);
+    let mut recv: Option<RecvStream> = None;
+    let mut chunker = Chunker::new();
+    let mut close_after_flush = false;
+    let mut end_sent = false;
+    let mut control_open = true;
+
+    loop {
+        while let Some(bytes) = turn.poll_transmit() {
+            chunker.push(bytes);
+        }
+        let mut events_gone = false;
+        while let Some(ev) = turn.poll_event() {
+            if matches!(ev, TurnEvent::UpstreamClose) {
+                close_after_flush = true;
+                continue;
+            }
+            if events.send(ev).await.is_err() {
+                events_gone = true;
+            }
+        }
+        if events_gone && !turn.is_done() && !turn.is_parked() {
+            turn.handle_client_gone(now());
+            continue;
+        }
+        if chunker.is_empty() && close_after_flush && !end_sent {
+            let _ = send.send_data(Bytes::new(), true);
+            end_sent = true;
+        }
+        if turn.is_done() {
+            break;
+        }
+        if turn.is_parked() && !control_open {
+            // Nobody can resume this turn any more: cancel it upstream.
+            turn.handle_client_gone(now());
+            continue;
+        }
+        if !chunker.is_empty() {
+            send.reserve_capacity(chunker.pending_len());
+        }
+        let deadline = turn.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            cap = poll_fn(|cx| send.poll_capacity(cx)), if !chunker.is_empty() => match cap {
+                Some(Ok(mut n)) => {
+                    while n > 0 {
+                        let Some(chunk) = chunker.poll_chunk(u32::try_from(n).unwrap_or(u32::MAX)) else { break };
+                        n -= chunk.len();
+                        if let Err(e) = send.send_data(chunk, false) {
+                            turn.handle_transport_failure(transport_failure(&e), now());
+                            break;
+                        }
+                    }
+                }
+                Some(Err(e)) => turn.handle_transport_failure(transport_failure(&e), now()),
+                None => turn.handle_transport_failure(TransportFailure::WriteAfterEnd, now()),
+            },
+            res = async { response.as_mut().expect("guarded").await }, if response.is_some() => {
+                response = None;
+                match res {
+                    Ok(r) => {
+                        let (parts, body) = r.into_parts();
+                        turn.handle_upstream_response(parts.status.as_u16(), &parts.headers, now());
+                        recv = Some(body);
+                    }
+                    Err(e) => turn.handle_transport_failure(transport_failure(&e), now()),
+                }
+            },
+            data = async { recv.as_mut().expect("guarded").data().await }, if recv.is_some() => match data {
+                Some(Ok(chunk)) => {
+                    if let Some(r) = recv.as_mut() {
+                        let _ = r.flow_control().release_capacity(chunk.len());
+                    }
+                    turn.handle_upstream_data(&chunk, now());
+                }
+                Some(Err(e)) => {
+                    recv = None;
+                    turn.handle_transport_failure(transport_failure(&e), now());
+                }
+                None => {
+                    recv = None;
+                    turn.handle_upstream_end(now());
+                }
+            },
+            msg = control.recv(), if control_open => match msg {
+                Some(Control::Resume { results, reply, events: next, done }) => {
+                    turn.set_reply_options(reply);
+                    let outcome = turn.handle_tool_results(results, now());
+                    if outcome.is_ok() {
+                        events = next;
+                    }
+                    let _ = done.send(outcome);
+                }
+                None => control_open = false,
+            },
+            () = sleep_until(deadline) => turn.handle_timeout(now()),
+        }
+    }
+    drain_events(&mut turn, &mut events).await;
+    if !end_sent {
+        // The run is over: end our half (an already reset stream just ignores it).
+        let _ = send.send_data(Bytes::new(), true);
+    }
+    turn
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn drain_events(turn: &mut Turn, events: &mut mpsc::Sender<TurnEvent>) {
+    while let Some(ev) = turn.poll_event() {
+        if matches!(ev, TurnEvent::UpstreamClose) {
+            continue;
+        }
+        let _ = events.send(ev).await;
+    }
+}

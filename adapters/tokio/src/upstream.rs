@@ -1,0 +1,365 @@
+//! One pooled HTTP/2 connection to Cursor (or the simulated backend) per account: cleartext
+//! prior-knowledge h2c for `http://` bases, TLS (rustls, webpki roots plus optional extra roots)
+//! with ALPN `h2` for `https://`. Many concurrent runs share the connection; a connection that
+//! went away (GOAWAY, reset) is replaced on the next call, so there is no TLS handshake per
+//! request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use h2::client::{ResponseFuture, SendRequest};
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, Method, Request, Uri};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+/// Receive window cursorpool grants Cursor per stream and per connection: large, so a fast
+/// answer never waits for a WINDOW_UPDATE round trip.
+const RECV_WINDOW: u32 = 4 * 1024 * 1024;
+
+/// Why an upstream call could not be made. Blame: the network path or the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The base URL is not an `http://` or `https://` URL with a host.
+    #[error("invalid upstream base URL {0:?}")]
+    BadBaseUrl(String),
+    /// TCP connect failed.
+    #[error("cannot connect to {authority}: {source}")]
+    Connect {
+        /// host:port.
+        authority: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed or the server did not agree to HTTP/2.
+    #[error("TLS with {authority} failed: {reason}")]
+    Tls {
+        /// host:port.
+        authority: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The HTTP/2 layer failed (handshake, GOAWAY, reset).
+    #[error("HTTP/2 error: {0}")]
+    H2(#[from] h2::Error),
+}
+
+/// A parsed upstream base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    tls: bool,
+    host: String,
+    port: u16,
+    /// Prefix to put before RPC paths (a base URL may carry one).
+    path_prefix: String,
+}
+
+impl Target {
+    /// Parses `http://host[:port][/prefix]` or `https://…`.
+    pub fn parse(base_url: &str) -> Result<Self, UpstreamError> {
+        let bad = || UpstreamError::BadBaseUrl(base_url.to_owned());
+        let uri: Uri = base_url.parse().map_err(|_| bad())?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad()),
+        };
+        let host = uri.host().ok_or_else(bad)?.to_owned();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let path_prefix = uri.path().trim_end_matches('/').to_owned();
+        Ok(Self {
+            tls,
+            host,
+            port,
+            path_prefix,
+        })
+    }
+
+    fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The absolute URI of an RPC path on this target.
+    pub fn uri(&self, path: &str) -> Result<Uri, UpstreamError> {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}{path}", self.authority(), self.path_prefix)
+            .parse()
+            .map_err(|_| UpstreamError::BadBaseUrl(path.to_owned()))
+    }
+}
+
+/// A live connection and its generation (so a failure only retires the connection it saw).
+#[derive(Clone)]
+struct Conn {
+    generation: u64,
+    send: SendRequest<Bytes>,
+}
+
+/// The pooled connection of one account.
+pub struct Upstream {
+    target: Target,
+    tls: Option<TlsConnector>,
+    conn: Mutex<Option<Conn>>,
+    generations: AtomicU64,
+    connects: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("target", &self.target)
+            .field("connects", &self.connects.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// An upstream for `base_url`; `extra_roots_pem` adds trusted CA certificates (PEM) on
+    /// top of the webpki roots, e.g. the simulated backend's self-signed certificate.
+    pub fn new(base_url: &str, extra_roots_pem: Option<&[u8]>) -> Result<Self, UpstreamError> {
+        let target = Target::parse(base_url)?;
+        let tls = if target.tls {
+            Some(tls_connector(extra_roots_pem, &target)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            target,
+            tls,
+            conn: Mutex::new(None),
+            generations: AtomicU64::new(0),
+            connects: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The parsed base URL.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// How many connections (TCP + TLS + HTTP/2 handshakes) were made so far.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
+    }
+
+    async fn connect(&self) -> Result<Conn, UpstreamError> {
+        let authority = self.target.authority();
+        let tcp = TcpStream::connect((self.target.host.as_str(), self.target.port))
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                authority: authority.clone(),
+                source,
+            })?;
+        // Small frames (heartbeats, tool results) must not wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+        let mut builder = h2::client::Builder::new();
+        builder
+            .initial_window_size(RECV_WINDOW)
+            .initial_connection_window_size(RECV_WINDOW)
+            .enable_push(false);
+        let send = match &self.tls {
+            Some(connector) => {
+                let name = ServerName::try_from(self.target.host.clone()).map_err(|e| {
+                    UpstreamError::Tls {
+                        authority: authority.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                let io = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| UpstreamError::Tls {
+                        authority: authority.clone(),
+                        reason: e.to_string(),
+                    })?;
+                if io.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    return Err(UpstreamError::Tls {
+                        authority,
+                        reason: "server did not negotiate HTTP/2 (ALPN h2)".to_owned(),
+                    });
+                }
+                let (send, conn) = builder.handshake(io).await?;
+                tokio::spawn(drive(conn));
+                send
+            }
+            None => {
+                let (send, conn) = builder.handshake(tcp).await?;
+                tokio::spawn(drive(conn));
+                send
+            }
+        };
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        Ok(Conn {
+            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            send,
+        })
+    }
+
+    /// The current connection, connecting first when there is none. The lock is held only
+    /// while a connection is being established, so concurrent first calls share one handshake.
+    async fn current(&self) -> Result<Conn, UpstreamError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self.connect().await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn retire(&self, generation: u64) {
+        let mut slot = self.conn.lock().await;
+        if slot.as_ref().is_some_and(|c| c.generation == generation) {
+            *slot = None;
+        }
+    }
+
+    /// Opens a stream: `POST path` with `headers`. The caller writes the body on the returned
+    /// [`SendStream`] and reads the response from the future. A dead pooled connection is
+    /// replaced once, transparently.
+    pub async fn open(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        end_of_stream: bool,
+    ) -> Result<(ResponseFuture, SendStream<Bytes>), UpstreamError> {
+        let uri = self.target.uri(path)?;
+        let mut last_err = None;
+        for _ in 0..2 {
+            let conn = self.current().await?;
+            let generation = conn.generation;
+            let ready = match conn.send.ready().await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.retire(generation).await;
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            let mut ready = ready;
+            let mut req = Request::builder()
+                .method(Method::POST)
+                .uri(uri.clone())
+                .body(())
+                .map_err(|_| UpstreamError::BadBaseUrl(path.to_owned()))?;
+            *req.headers_mut() = headers.clone();
+            match ready.send_request(req, end_of_stream) {
+                Ok(pair) => return Ok(pair),
+                Err(e) => {
+                    self.retire(generation).await;
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.map_or_else(
+            || UpstreamError::BadBaseUrl(path.to_owned()),
+            UpstreamError::H2,
+        ))
+    }
+
+    /// One unary call: sends `body`, returns the status, headers and whole response body
+    /// (bounded by `max_len`).
+    pub async fn unary(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        max_len: usize,
+    ) -> Result<(u16, HeaderMap, Bytes), UpstreamError> {
+        let (response, mut send) = self.open(path, headers, body.is_empty()).await?;
+        if !body.is_empty() {
+            send.reserve_capacity(body.len());
+            send.send_data(body, true)?;
+        }
+        let response = response.await?;
+        let status = response.status().as_u16();
+        let (parts, recv) = response.into_parts();
+        let body = read_bounded(recv, max_len).await?;
+        Ok((status, parts.headers, body))
+    }
+}
+
+/// Reads a whole response body, releasing flow-control capacity as it goes, up to `max_len`.
+async fn read_bounded(mut recv: RecvStream, max_len: usize) -> Result<Bytes, UpstreamError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk?;
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        if out.len() + chunk.len() > max_len {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+async fn drive<T>(conn: h2::client::Connection<T, Bytes>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "upstream connection ended");
+    }
+}
+
+fn tls_connector(
+    extra_roots_pem: Option<&[u8]>,
+    target: &Target,
+) -> Result<TlsConnector, UpstreamError> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_roots_pem {
+        let mut reader = std::io::BufReader::new(pem);
+        for cert in rustls_pemfile_certs(&mut reader) {
+            roots.add(cert).map_err(|e| UpstreamError::Tls {
+                authority: target.authority(),
+                reason: format!("extra root certificate: {e}"),
+            })?;
+        }
+    }
+    let mut config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Certificates from PEM text (rustls' own PEM parser, no extra crate).
+fn rustls_pemfile_certs(
+    reader: &mut dyn std::io::BufRead,
+) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut text = Vec::new();
+    if reader.read_to_end(&mut text).is_err() {
+        return Vec::new();
+    }
+    CertificateDer::pem_slice_iter(&text)
+        .filter_map(Result::ok)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_parse_into_scheme_host_port_and_prefix() {
+        let t = Target::parse("http://127.0.0.1:8080").unwrap();
+        assert!(!t.tls);
+        assert_eq!(t.authority(), "127.0.0.1:8080");
+        assert_eq!(
+            t.uri("/agent.v1.AgentService/Run").unwrap().to_string(),
+            "http://127.0.0.1:8080/agent.v1.AgentService/Run"
+        );
+        let t = Target::parse("https://api2.cursor.sh/").unwrap();
+        assert!(t.tls);
+        assert_eq!(t.authority(), "api2.cursor.sh:443");
+        assert!(Target::parse("ftp://x").is_err());
+        assert!(Target::parse("not a url").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! The API front's hot paths: parsing an 84 KB Claude Code request (24 tools, billing-header
+//! system block, a tool round, a thinking block, an image), and rendering a 500-delta text
+//! reply as Anthropic SSE and as OpenAI chunks. Parsing the same body into a
+//! `serde_json::Value` is reported beside it as a reference point.
+//! `cargo bench -p cursorpool-core --bench api`
+
+use bytes::BytesMut;
+use cursorpool_core::api::anthropic::{self, parse_messages_request};
+use cursorpool_core::api::openai;
+use cursorpool_core::chat::{ReplyEvent, StopReason, Usage};
+use divan::counter::{BytesCount, ItemsCount};
+use divan::{Bencher, black_box};
+use http::HeaderMap;
+
+const CLAUDE_CODE: &[u8] = include_bytes!("../tests/fixtures/claude_code_request.json");
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench]
+fn parse_claude_code_request(bencher: Bencher<'_, '_>) {
+    let headers = HeaderMap::new();
+    bencher
+        .counter(BytesCount::of_slice(CLAUDE_CODE))
+        .bench(|| parse_messages_request(black_box(CLAUDE_CODE), &headers).expect("parses"));
+}
+
+#[divan::bench]
+fn parse_claude_code_request_as_value_reference(bencher: Bencher<'_, '_>) {
+    bencher
+        .counter(BytesCount::of_slice(CLAUDE_CODE))
+        .bench(|| {
+            serde_json::from_slice::<serde_json::Value>(black_box(CLAUDE_CODE)).expect("JSON")
+        });
+}
+
+/// A 500-delta text reply with a start and a stop.
+fn text_reply() -> Vec<ReplyEvent> {
+    let words = [
+        "The ",
+        "answer ",
+        "is ",
+        "forty-two, ",
+        "because ",
+        "\"the sim\" ",
+        "says so.\n",
+    ];
+    let mut events = vec![ReplyEvent::Start {
+        id: "msg_01bench".into(),
+        model: "claude-opus-4-8".into(),
+        usage: Usage {
+            input_tokens: 21_000,
+            ..Usage::default()
+        },
+    }];
+    events
+        .extend((0..500).map(|i| ReplyEvent::TextDelta(words[i % words.len()].repeat(1 + i % 3))));
+    events.push(ReplyEvent::Stop {
+        reason: StopReason::EndTurn,
+        stop_sequence: None,
+        usage: Usage {
+            input_tokens: 21_000,
+            output_tokens: 1_500,
+            ..Usage::default()
+        },
+    });
+    events
+}
+
+#[divan::bench]
+fn render_500_text_deltas_anthropic_sse(bencher: Bencher<'_, '_>) {
+    let events = text_reply();
+    bencher.counter(ItemsCount::new(500usize)).bench(|| {
+        let mut renderer = anthropic::StreamRenderer::new();
+        let mut out = BytesMut::with_capacity(128 * 1024);
+        for e in &events {
+            renderer.handle(e, &mut out);
+        }
+        out
+    });
+}
+
+#[divan::bench]
+fn render_500_text_deltas_openai_chunks(bencher: Bencher<'_, '_>) {
+    let events = text_reply();
+    bencher.counter(ItemsCount::new(500usize)).bench(|| {
+        let mut renderer = openai::StreamRenderer::new(1_700_000_000, false);
+        let mut out = BytesMut::with_capacity(128 * 1024);
+        for e in &events {
+            renderer.handle(e, &mut out);
+        }
+        out
+    });
+}
+
+#[divan::bench]
+fn accumulate_500_text_deltas_anthropic_message(bencher: Bencher<'_, '_>) {
+    let events = text_reply();
+    bencher.counter(ItemsCount::new(500usize)).bench(|| {
+        let mut acc = anthropic::MessageAccumulator::new();
+        for e in &events {
+            acc.handle(e);
+        }
+        acc.finish().expect("body")
+    });
+}
+
+#[divan::bench]
+fn prescan_nesting_depth(bencher: Bencher<'_, '_>) {
+    bencher
+        .counter(BytesCount::of_slice(CLAUDE_CODE))
+        .bench(|| cursorpool_core::connect::error::nesting_exceeds(black_box(CLAUDE_CODE), 128));
+}
+
+#[divan::bench]
+fn prescan_utf8(bencher: Bencher<'_, '_>) {
+    bencher
+        .counter(BytesCount::of_slice(CLAUDE_CODE))
+        .bench(|| std::str::from_utf8(black_box(CLAUDE_CODE)).is_ok());
+}
