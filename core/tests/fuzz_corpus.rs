@@ -40,3 +40,13 @@ fn agent_server_message_corpus_replays_without_a_finding() {
 fn bidi_append_corpus_replays_without_a_finding() {
     replay("bidi_append", targets::bidi_append);
 }
+
+#[test]
+fn anthropic_request_corpus_replays_without_a_finding() {
+    replay("anthropic_request", targets::anthropic_request);
+}
+
+#[test]
+fn openai_request_corpus_replays_without_a_finding() {
+    replay("openai_request", targets::openai_request);
+}

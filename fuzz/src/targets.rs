@@ -142,3 +142,23 @@ pub fn bidi_append(data: &[u8]) {
         assert_eq!(again, append, "append does not round-trip");
     }
 }
+
+/// Anthropic Messages request bodies: never panic; whatever parses estimates to a positive
+/// token count (count_tokens must always answer).
+pub fn anthropic_request(data: &[u8]) {
+    use cursorpool_core::api::{anthropic, tokens};
+    let headers = http::HeaderMap::new();
+    if let Ok(req) = anthropic::parse_messages_request(data, &headers) {
+        assert!(tokens::estimate_input_tokens(&req) > 0);
+    }
+    let _ = anthropic::parse_count_tokens_request(data, &headers);
+}
+
+/// OpenAI Chat Completions request bodies: never panic.
+pub fn openai_request(data: &[u8]) {
+    use cursorpool_core::api::{openai, tokens};
+    let headers = http::HeaderMap::new();
+    if let Ok(req) = openai::parse_chat_request(data, &headers) {
+        assert!(tokens::estimate_input_tokens(&req) > 0);
+    }
+}
