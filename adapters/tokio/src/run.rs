@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cursorpool_core::classify::TransportFailure;
 use cursorpool_core::flow::chunker::Chunker;
+use cursorpool_core::flow::window::SendWindow;
 use cursorpool_core::turn::{ReplyOptions, ResumeError, ToolResultInput, Turn, TurnEvent};
 use h2::RecvStream;
 use http::HeaderMap;
@@ -17,6 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::upstream::{Upstream, UpstreamError};
+
+/// The ledger's name for this task's one stream (h2 keeps the real id to itself).
+const STREAM: u32 = 1;
 
 /// How many events may wait for the downstream writer before the turn stops reading upstream.
 pub const EVENT_DEPTH: usize = 64;
@@ -90,6 +94,10 @@ pub async fn drive(
     let mut response = Some(response);
     let mut recv: Option<RecvStream> = None;
     let mut chunker = Chunker::new();
+    // The stream's send capacity as h2 grants it (`poll_capacity` reports the total currently
+    // assigned); core's ledger decides how much each DATA write may carry.
+    let mut window = SendWindow::granted();
+    let _ = window.open_stream(STREAM);
     let mut close_after_flush = false;
     let mut end_sent = false;
     let mut control_open = true;
@@ -130,10 +138,9 @@ pub async fn drive(
         let deadline = turn.poll_timeout().map(Instant::from_std);
         tokio::select! {
             cap = poll_fn(|cx| send.poll_capacity(cx)), if !chunker.is_empty() => match cap {
-                Some(Ok(mut n)) => {
-                    while n > 0 {
-                        let Some(chunk) = chunker.poll_chunk(u32::try_from(n).unwrap_or(u32::MAX)) else { break };
-                        n -= chunk.len();
+                Some(Ok(n)) => {
+                    let _ = window.handle_capacity_assigned(STREAM, u32::try_from(n).unwrap_or(u32::MAX));
+                    while let Ok(Some(chunk)) = chunker.poll_chunk_within(&mut window, STREAM) {
                         if let Err(e) = send.send_data(chunk, false) {
                             turn.handle_transport_failure(transport_failure(&e), now());
                             break;
