@@ -15,6 +15,8 @@
 //! - [`chat`]: the API-independent chat request and reply events.
 //! - [`api`]: the API front: Anthropic / OpenAI request parsing, SSE and JSON rendering, errors.
 //! - [`turn`]: the turn machine: one upstream run, tool calls parked inline, parked turns.
+//! - [`conductor`]: the account pool: selection, cooldowns, failover, credentials and login.
+//! - [`conversation`]: conversation ids, stored checkpoints and the replay-or-flatten policy.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -22,7 +24,9 @@ pub mod bidi;
 pub mod chat;
 pub mod classify;
 pub mod client;
+pub mod conductor;
 pub mod connect;
+pub mod conversation;
 pub mod flow;
 pub mod headers;
 pub mod ids;

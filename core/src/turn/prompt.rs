@@ -15,10 +15,14 @@
 //!   follow the message text in the same tagged form.
 //!
 //! When the request has no history and no tool results, the text is the user's text verbatim.
+//!
+//! [`continuation_input`] renders only the messages a replayed checkpoint does not cover, the
+//! same way (see [`crate::conversation`]).
 //! A later issue replaces this lossy flattening with a seeded conversation state.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use sha2::{Digest, Sha256};
 
@@ -39,24 +43,40 @@ pub struct RunInput {
 const HISTORY_INTRO: &str = "Earlier messages of this conversation, oldest first, with the \
 tool calls made and their results. Continue the conversation from them.";
 
+const SINCE_INTRO: &str = "Messages of this conversation since your last reply, oldest first, \
+with the tool calls made and their results. Continue the conversation from them.";
+
 /// The user message for a new run of `req` (see the module docs).
 pub fn run_input(req: &ChatRequest) -> RunInput {
-    let names = tool_names(&req.messages);
-    let last_user = req.messages.iter().rposition(|m| m.role == Role::User);
+    render_input(&req.messages, &tool_names(&req.messages), HISTORY_INTRO)
+}
+
+/// The user message for a run that replays a checkpoint covering `messages[..new.start]`: only
+/// `messages[new]` is rendered, the same way [`run_input`] renders a whole request (the last
+/// user message proper, earlier new messages as a tagged transcript before it, trailing ones
+/// after it), so a plain follow-up question is sent verbatim. Tool results are named from tool
+/// calls anywhere in `messages`, including the part the checkpoint covers. An out-of-bounds
+/// range is clamped.
+pub fn continuation_input(messages: &[ChatMessage], new: Range<usize>) -> RunInput {
+    let end = new.end.min(messages.len());
+    let start = new.start.min(end);
+    render_input(&messages[start..end], &tool_names(messages), SINCE_INTRO)
+}
+
+/// The user message for `messages` (see the module docs); `intro` heads the transcript of the
+/// messages before the last user message.
+fn render_input(messages: &[ChatMessage], names: &HashMap<&str, &str>, intro: &str) -> RunInput {
+    let last_user = messages.iter().rposition(|m| m.role == Role::User);
     let (history, current, trailing) = match last_user {
-        Some(i) => (
-            &req.messages[..i],
-            Some(&req.messages[i]),
-            &req.messages[i + 1..],
-        ),
-        None => (&req.messages[..], None, &req.messages[..0]),
+        Some(i) => (&messages[..i], Some(&messages[i]), &messages[i + 1..]),
+        None => (messages, None, &messages[..0]),
     };
     // Sections joined by blank lines; the user's own text is never trimmed.
     let mut sections: Vec<String> = Vec::new();
     if !history.is_empty() {
-        let mut h = format!("<conversation_history>\n{HISTORY_INTRO}\n\n");
+        let mut h = format!("<conversation_history>\n{intro}\n\n");
         for m in history {
-            render_message(&mut h, m, &names);
+            render_message(&mut h, m, names);
         }
         h.push_str("</conversation_history>");
         sections.push(h);
@@ -75,7 +95,7 @@ pub fn run_input(req: &ChatRequest) -> RunInput {
                     is_error,
                 } => {
                     let mut block = String::new();
-                    render_tool_result(&mut block, tool_use_id, content, *is_error, &names);
+                    render_tool_result(&mut block, tool_use_id, content, *is_error, names);
                     for p in content {
                         if let Part::Image { media_type, data } = p {
                             images.push(attachment(media_type, data));
@@ -92,7 +112,7 @@ pub fn run_input(req: &ChatRequest) -> RunInput {
     if !trailing.is_empty() {
         let mut t = String::new();
         for m in trailing {
-            render_message(&mut t, m, &names);
+            render_message(&mut t, m, names);
         }
         t.pop();
         sections.push(t);
@@ -392,6 +412,42 @@ mod tests {
         );
         assert_eq!(run_input(&req(vec![])).text, "");
         assert!(last_tool_results(&req(vec![])).is_empty());
+    }
+
+    #[test]
+    fn continuation_renders_only_the_new_messages_and_names_earlier_tools() {
+        let r = req(vec![
+            msg(Role::User, vec![text("old question")]),
+            msg(
+                Role::Assistant,
+                vec![Part::ToolUse {
+                    id: "t1".into(),
+                    name: "Read".into(),
+                    input: Default::default(),
+                }],
+            ),
+            msg(
+                Role::User,
+                vec![Part::ToolResult {
+                    tool_use_id: "t1".into(),
+                    content: vec![text("body")],
+                    is_error: false,
+                }],
+            ),
+            msg(Role::Assistant, vec![text("old answer")]),
+            msg(Role::User, vec![text("new question")]),
+        ]);
+        assert_eq!(continuation_input(&r.messages, 4..5).text, "new question");
+        assert_eq!(
+            continuation_input(&r.messages, 2..3).text,
+            "<tool_result id=\"t1\" name=\"Read\">\nbody\n</tool_result>"
+        );
+        let t = continuation_input(&r.messages, 2..9).text;
+        let head = format!("<conversation_history>\n{SINCE_INTRO}\n\n<user>");
+        assert!(t.starts_with(&head));
+        assert!(t.ends_with("</conversation_history>\n\nnew question"));
+        assert!(!t.contains("old question"));
+        assert_eq!(continuation_input(&r.messages, 7..9).text, "");
     }
 
     #[test]
