@@ -9,8 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use cursorpool_core::api::{self, ApiError, ErrorType, anthropic, openai};
 use cursorpool_core::chat::{ApiKind, ChatRequest, ReplyEvent};
+use cursorpool_core::conversation::{
+    Completed, ConversationKey, ConversationStorage, ConversationStore, Entry, Plan, StoreConfig,
+};
 use cursorpool_core::headers::{self, CallHeaders, CallKind, ClientIdentity};
-use cursorpool_core::ids::{IdSource, format_uuid};
+use cursorpool_core::ids::IdSource;
 use cursorpool_core::turn::{
     Framing, ModelMap, ParkedTurns, ReplyOptions, Turn, TurnConfig, TurnEvent, TurnParams, prompt,
 };
@@ -57,6 +60,32 @@ pub struct AppConfig {
     pub max_body_bytes: usize,
     /// Seed for ids (request, reply, conversation).
     pub seed: u64,
+    /// Stored checkpoints: TTL and memory bound.
+    pub conversations: StoreConfig,
+}
+
+/// Conversation storage chosen at start-up (in memory, or files under the state directory).
+pub struct DynStorage(pub Box<dyn ConversationStorage + Send>);
+
+impl std::fmt::Debug for DynStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DynStorage")
+    }
+}
+
+impl ConversationStorage for DynStorage {
+    fn get(&self, key: &ConversationKey) -> Option<Entry> {
+        self.0.get(key)
+    }
+    fn put(&mut self, entry: Entry) {
+        self.0.put(entry);
+    }
+    fn remove(&mut self, key: &ConversationKey) -> bool {
+        self.0.remove(key)
+    }
+    fn keys(&self) -> Vec<ConversationKey> {
+        self.0.keys()
+    }
 }
 
 /// The handle a parked turn's task listens on.
@@ -72,6 +101,7 @@ pub struct App {
     accounts: Vec<Account>,
     next_account: AtomicUsize,
     parked: Mutex<ParkedTurns<ParkHandle>>,
+    conversations: Mutex<ConversationStore<DynStorage>>,
     ids: Mutex<IdSource>,
     runs_started: AtomicUsize,
 }
@@ -79,8 +109,18 @@ pub struct App {
 type HttpResponse = Response<ResponseBody>;
 
 impl App {
-    /// Builds the proxy state: one pooled upstream per account.
+    /// Builds the proxy state with conversations kept in memory.
     pub fn new(config: AppConfig) -> Result<Arc<Self>, crate::upstream::UpstreamError> {
+        let storage = DynStorage(Box::new(cursorpool_core::conversation::MemoryStorage::new()));
+        Self::with_storage(config, storage)
+    }
+
+    /// Builds the proxy state: one pooled upstream per account, conversations in `storage`
+    /// (entries it already holds are continued).
+    pub fn with_storage(
+        config: AppConfig,
+        storage: DynStorage,
+    ) -> Result<Arc<Self>, crate::upstream::UpstreamError> {
         let mut accounts = Vec::with_capacity(config.accounts.len());
         for (label, token) in &config.accounts {
             accounts.push(Account {
@@ -94,6 +134,11 @@ impl App {
         }
         Ok(Arc::new(Self {
             parked: Mutex::new(ParkedTurns::new(config.park_ttl)),
+            conversations: Mutex::new(ConversationStore::with_storage(
+                storage,
+                config.conversations,
+                std::time::Instant::now(),
+            )),
             ids: Mutex::new(IdSource::new(config.seed)),
             next_account: AtomicUsize::new(0),
             runs_started: AtomicUsize::new(0),
@@ -137,6 +182,14 @@ impl App {
             .unwrap_or_default();
         // Dropping the handles closes the control channels: each task cancels its run.
         drop(expired);
+        if let Ok(mut c) = self.conversations.lock() {
+            c.expire(now);
+        }
+    }
+
+    /// Conversations with a stored checkpoint.
+    pub fn conversations_len(&self) -> usize {
+        self.conversations.lock().map_or(0, |c| c.len())
     }
 
     /// Serves one HTTP request.
@@ -202,6 +255,7 @@ impl App {
         headers: &HeaderMap,
     ) -> HttpResponse {
         let client_key = client_key(headers);
+        let req = Arc::new(req);
         let results = prompt::last_tool_results(&req);
         if !results.is_empty() {
             let ids: Vec<&str> = results.iter().map(|r| r.tool_use_id.as_str()).collect();
@@ -216,6 +270,7 @@ impl App {
                 let sent = handle
                     .control
                     .send(Control::Resume {
+                        request: req.clone(),
                         results,
                         reply: ReplyOptions::from_chat(&req, api),
                         events: events_tx,
@@ -239,7 +294,7 @@ impl App {
     async fn start(
         self: Arc<Self>,
         api: ApiKind,
-        req: ChatRequest,
+        req: Arc<ChatRequest>,
         client_key: String,
     ) -> HttpResponse {
         if self.accounts.is_empty() {
@@ -248,24 +303,52 @@ impl App {
                 &ApiError::overloaded("no Cursor account is configured", None),
             );
         }
+        let key = ConversationKey::for_request(&req, &client_key);
+        // A conversation stays on the account holding its checkpoint while that account works.
+        let sticky = self
+            .conversations
+            .lock()
+            .ok()
+            .and_then(|c| {
+                c.account(&key, std::time::Instant::now())
+                    .map(str::to_owned)
+            })
+            .and_then(|label| self.accounts.iter().position(|a| a.label == label));
         let attempts = self.accounts.len();
         let mut last_error = None;
-        for _ in 0..attempts {
-            let idx = self.next_account.fetch_add(1, Ordering::Relaxed) % self.accounts.len();
+        for attempt in 0..attempts {
+            let idx = match (attempt, sticky) {
+                (0, Some(i)) => i,
+                _ => self.next_account.fetch_add(1, Ordering::Relaxed) % self.accounts.len(),
+            };
             let account = &self.accounts[idx];
             let (control_tx, control_rx) = mpsc::channel(4);
             let (events_tx, mut events_rx) = mpsc::channel(EVENT_DEPTH);
             let request_id = self.next_id(IdSource::uuid_v4);
-            let conversation_id = conversation_id(&client_key, &req);
             let mut params = TurnParams::from_chat(
                 &req,
                 api,
                 &self.config.models,
-                conversation_id,
+                key.id(),
                 Framing::Run,
                 self.child_ids(),
             );
             params.config = self.config.turn.clone();
+            let plan = self
+                .conversations
+                .lock()
+                .ok()
+                .map(|mut c| c.plan(&key, &req, &account.label, std::time::Instant::now()));
+            match plan {
+                Some(Plan::Replay(replay)) => {
+                    tracing::debug!(account = %account.label, "continuing the stored checkpoint");
+                    replay.apply(&mut params);
+                }
+                Some(Plan::Fallback(reason)) => {
+                    tracing::debug!(account = %account.label, ?reason, "new Cursor conversation state (history flattened)");
+                }
+                None => {}
+            }
             let turn = Turn::new(params, std::time::Instant::now());
             let headers = match headers::build(
                 &self.config.identity,
@@ -284,14 +367,21 @@ impl App {
             };
             self.runs_started.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(account = %account.label, "starting upstream run");
-            tokio::spawn(run::drive(
+            let run = run::drive(
                 turn,
                 account.upstream.clone(),
                 headers,
                 headers::path::RUN,
+                req.clone(),
                 events_tx,
                 control_rx,
-            ));
+            );
+            let app = self.clone();
+            let label = account.label.clone();
+            tokio::spawn(async move {
+                let outcome = run.await;
+                app.record(&key, &label, &outcome);
+            });
             // Look at the first event: a failure before anything reached the client may move
             // to another account.
             match events_rx.recv().await {
@@ -332,7 +422,7 @@ impl App {
     async fn reply(
         self: Arc<Self>,
         api: ApiKind,
-        req: ChatRequest,
+        req: Arc<ChatRequest>,
         client_key: String,
         control: mpsc::Sender<Control>,
         mut events: mpsc::Receiver<TurnEvent>,
@@ -354,7 +444,7 @@ impl App {
     async fn reply_with_first(
         self: Arc<Self>,
         api: ApiKind,
-        req: ChatRequest,
+        req: Arc<ChatRequest>,
         client_key: String,
         control: mpsc::Sender<Control>,
         first: TurnEvent,
@@ -447,6 +537,27 @@ impl App {
         resp
     }
 
+    /// Keeps a finished run's checkpoint and blobs so the conversation's next request replays it.
+    fn record(&self, key: &ConversationKey, account: &str, outcome: &run::Outcome) {
+        let Some(checkpoint) = &outcome.checkpoint else {
+            return;
+        };
+        let reply = outcome.reply.messages();
+        if let Ok(mut c) = self.conversations.lock() {
+            c.record(
+                key,
+                Completed {
+                    account,
+                    request: &outcome.request,
+                    reply: &reply,
+                    checkpoint,
+                    blobs: outcome.turn.blobs(),
+                },
+                std::time::Instant::now(),
+            );
+        }
+    }
+
     fn park(&self, client_key: &str, tool_use_ids: &[String], control: mpsc::Sender<Control>) {
         if let Ok(mut p) = self.parked.lock() {
             let _ = p.park_with_ids(
@@ -467,25 +578,6 @@ fn client_key(headers: &HeaderMap) -> String {
         .map(|v| v.as_bytes().to_vec())
         .unwrap_or_default();
     hex::encode(&Sha256::digest(&raw)[..16])
-}
-
-/// The conversation id Cursor sees: stable for the client's session (or its first message),
-/// salted with the client's key, as a UUID.
-fn conversation_id(client_key: &str, req: &ChatRequest) -> String {
-    let mut h = Sha256::new();
-    h.update(client_key.as_bytes());
-    match &req.metadata.session_id {
-        Some(s) => h.update(s.as_bytes()),
-        None => {
-            for m in req.messages.iter().take(1) {
-                h.update(format!("{m:?}").as_bytes());
-            }
-        }
-    }
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    format_uuid(b, 8)
 }
 
 async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, ApiError> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cursorpool_core::conversation::StoreConfig;
 use cursorpool_core::headers::ClientIdentity;
 use cursorpool_core::turn::{ModelMap, TurnConfig};
 
@@ -152,6 +153,7 @@ impl ServeArgs {
             identity: ClientIdentity::default(),
             max_body_bytes: self.max_body_bytes,
             seed: seed_from_clock(),
+            conversations: StoreConfig::default(),
         })
     }
 }
@@ -191,5 +193,6 @@ pub fn demo_config() -> AppConfig {
         identity: ClientIdentity::default(),
         max_body_bytes: 32 * 1024 * 1024,
         seed: seed_from_clock(),
+        conversations: StoreConfig::default(),
     }
 }

@@ -124,8 +124,12 @@ pub async fn run(base: AppConfig) -> Result<(), DemoError> {
 fn report_sim(sim: &SimHandle) {
     let t = sim.counters().total;
     say(&format!(
-        "backend counters: {} runs, {} tool call(s) issued, {} tool result(s) answered, {} turns completed\n",
-        t.runs, t.tool_calls_issued, t.tool_results_answered, t.turns_completed
+        "backend counters: {} runs ({} continued from a replayed checkpoint), {} tool call(s) issued, {} tool result(s) answered, {} turns completed\n",
+        t.runs,
+        t.replayed_checkpoints,
+        t.tool_calls_issued,
+        t.tool_results_answered,
+        t.turns_completed
     ));
 }
 

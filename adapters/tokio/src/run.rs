@@ -8,7 +8,9 @@ use std::future::poll_fn;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use cursorpool_core::chat::ChatRequest;
 use cursorpool_core::classify::TransportFailure;
+use cursorpool_core::conversation::ReplyRecorder;
 use cursorpool_core::flow::chunker::Chunker;
 use cursorpool_core::flow::window::SendWindow;
 use cursorpool_core::turn::{ReplyOptions, ResumeError, ToolResultInput, Turn, TurnEvent};
@@ -31,6 +33,8 @@ pub enum Control {
     /// The client sent the results of the parked tool calls: resume into a new reply whose
     /// events go to `events`. `done` answers whether the results matched.
     Resume {
+        /// The request that carries the results (it becomes the run's last input).
+        request: Arc<ChatRequest>,
         /// Results, matched by tool-use id.
         results: Vec<ToolResultInput>,
         /// The new reply's options (model name, max tokens, stop sequences).
@@ -69,6 +73,40 @@ fn upstream_failure(e: &UpstreamError) -> TransportFailure {
     }
 }
 
+/// How a run ended, for recording the conversation: the turn (its blob store), the request
+/// that carried its last input, what the client was last sent, and the final checkpoint.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The finished turn.
+    pub turn: Turn,
+    /// The request of the run's last downstream reply.
+    pub request: Arc<ChatRequest>,
+    /// That reply, as the client will echo it.
+    pub reply: ReplyRecorder,
+    /// The checkpoint of a run that finished normally (`None`: failed or canceled).
+    pub checkpoint: Option<Bytes>,
+}
+
+/// What the loop remembers of the replies it relays.
+struct Relay {
+    events: mpsc::Sender<TurnEvent>,
+    request: Arc<ChatRequest>,
+    reply: ReplyRecorder,
+    checkpoint: Option<Bytes>,
+}
+
+impl Relay {
+    /// Forwards one event; `false` when nobody reads the current reply any more.
+    async fn forward(&mut self, ev: TurnEvent) -> bool {
+        match &ev {
+            TurnEvent::Reply(r) => self.reply.handle(r),
+            TurnEvent::Finished { checkpoint, .. } => self.checkpoint.clone_from(checkpoint),
+            _ => {}
+        }
+        self.events.send(ev).await.is_ok()
+    }
+}
+
 /// Runs `turn` to its end on a new `Run` stream of `upstream`. Events of the first reply go to
 /// `events`; later replies' senders arrive with [`Control::Resume`]. Returns when the run is
 /// over (finished, failed, or abandoned: the control channel closed while parked).
@@ -77,9 +115,16 @@ pub async fn drive(
     upstream: Arc<Upstream>,
     headers: HeaderMap,
     path: &'static str,
-    mut events: mpsc::Sender<TurnEvent>,
+    request: Arc<ChatRequest>,
+    events: mpsc::Sender<TurnEvent>,
     mut control: mpsc::Receiver<Control>,
-) -> Turn {
+) -> Outcome {
+    let mut relay = Relay {
+        events,
+        request,
+        reply: ReplyRecorder::new(),
+        checkpoint: None,
+    };
     // Core takes std Instants; the adapter owns the clock.
     let now = std::time::Instant::now;
 
@@ -87,8 +132,8 @@ pub async fn drive(
         Ok(pair) => pair,
         Err(e) => {
             turn.handle_transport_failure(upstream_failure(&e), now());
-            drain_events(&mut turn, &mut events).await;
-            return turn;
+            drain_events(&mut turn, &mut relay).await;
+            return relay.finish(turn);
         }
     };
     let mut response = Some(response);
@@ -112,7 +157,7 @@ pub async fn drive(
                 close_after_flush = true;
                 continue;
             }
-            if events.send(ev).await.is_err() {
+            if !relay.forward(ev).await {
                 events_gone = true;
             }
         }
@@ -178,11 +223,12 @@ pub async fn drive(
                 }
             },
             msg = control.recv(), if control_open => match msg {
-                Some(Control::Resume { results, reply, events: next, done }) => {
+                Some(Control::Resume { request, results, reply, events: next, done }) => {
                     turn.set_reply_options(reply);
                     let outcome = turn.handle_tool_results(results, now());
                     if outcome.is_ok() {
-                        events = next;
+                        relay.events = next;
+                        relay.request = request;
                     }
                     let _ = done.send(outcome);
                 }
@@ -191,12 +237,23 @@ pub async fn drive(
             () = sleep_until(deadline) => turn.handle_timeout(now()),
         }
     }
-    drain_events(&mut turn, &mut events).await;
+    drain_events(&mut turn, &mut relay).await;
     if !end_sent {
         // The run is over: end our half (an already reset stream just ignores it).
         let _ = send.send_data(Bytes::new(), true);
     }
-    turn
+    relay.finish(turn)
+}
+
+impl Relay {
+    fn finish(self, turn: Turn) -> Outcome {
+        Outcome {
+            turn,
+            request: self.request,
+            reply: self.reply,
+            checkpoint: self.checkpoint,
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -206,11 +263,11 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn drain_events(turn: &mut Turn, events: &mut mpsc::Sender<TurnEvent>) {
+async fn drain_events(turn: &mut Turn, relay: &mut Relay) {
     while let Some(ev) = turn.poll_event() {
         if matches!(ev, TurnEvent::UpstreamClose) {
             continue;
         }
-        let _ = events.send(ev).await;
+        let _ = relay.forward(ev).await;
     }
 }

@@ -347,6 +347,9 @@ async fn failure_before_the_first_byte_fails_over_invisibly() {
                     text.contains(&format!("last user message: \"{prompt}\"")),
                     "{fault:?}: {text}"
                 );
+                // A different conversation, so it is not sticky to the account that answered
+                // the first one and meets the sick account first too.
+                let prompt = format!("failover {i} (openai)");
                 let r = h.openai(&openai_text_request(&prompt, stream)).await;
                 if stream {
                     let s = openai_stream(&r);

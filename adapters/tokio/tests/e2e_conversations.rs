@@ -1,0 +1,145 @@
+//! Conversations through the running proxy: every follow-up continues the same Cursor
+//! conversation from its stored checkpoint and sends only the new content, tool loops included,
+//! while other clients and other sessions never share it.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Client, Harness, Options, bounded};
+
+fn tools() -> Value {
+    json!([{
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}
+    }])
+}
+
+fn request(messages: &[Value], session: &str) -> Value {
+    json!({
+        "model": "claude-sonnet-5",
+        "max_tokens": 1024,
+        "system": "You are helpful.",
+        "tools": tools(),
+        "metadata": {"user_id": json!({"device_id": "d", "account_uuid": "", "session_id": session}).to_string()},
+        "messages": messages,
+    })
+}
+
+/// Sends the conversation, appends the assistant's reply to it, returns the reply's text.
+async fn turn(h: &Harness, messages: &mut Vec<Value>, session: &str) -> (String, Value) {
+    let r = h.anthropic(&request(messages, session)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    let content = body["content"].clone();
+    messages.push(json!({"role": "assistant", "content": content}));
+    let text = content
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["text"].as_str())
+        .collect::<String>();
+    (text, body)
+}
+
+#[tokio::test]
+async fn follow_ups_replay_the_checkpoint_with_only_the_new_message_tool_loops_included() {
+    bounded(async {
+        let h = Harness::start_default().await;
+        let session = "0b6f9a3e-conversation-a";
+        let mut messages = vec![json!({"role": "user", "content": "first question"})];
+        let (text, _) = turn(&h, &mut messages, session).await;
+        assert!(text.contains("user turns: 1;"), "{text}");
+        assert_eq!(h.counters().total.resumed_runs, 0);
+
+        messages.push(json!({"role": "user", "content": "second question"}));
+        let (text, _) = turn(&h, &mut messages, session).await;
+        let t = h.counters().total;
+        assert_eq!((t.runs, t.resumed_runs, t.replayed_checkpoints), (2, 1, 1));
+        // Only the new message went upstream, and the model still saw the first turn.
+        assert!(
+            text.contains("last user message: \"second question\""),
+            "{text}"
+        );
+        assert!(text.contains("user turns: 2;"), "{text}");
+        assert!(text.contains("first question"), "{text}");
+
+        messages.push(json!({"role": "user", "content": "call get_weather({\"city\":\"Oslo\"})"}));
+        let (_, body) = turn(&h, &mut messages, session).await;
+        assert_eq!(body["stop_reason"], "tool_use");
+        let call = body["content"]
+            .as_array()
+            .and_then(|c| c.iter().find(|b| b["type"] == "tool_use"))
+            .cloned()
+            .expect("a tool call");
+        messages.push(json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": call["id"], "content": "Oslo: 3°C, snow"}
+        ]}));
+        let (text, _) = turn(&h, &mut messages, session).await;
+        assert!(text.contains("Oslo: 3°C, snow"), "{text}");
+        let t = h.counters().total;
+        // The tool result resumed the parked run: still three runs, the third a replay.
+        assert_eq!((t.runs, t.resumed_runs, t.tool_results_answered), (3, 2, 1));
+
+        messages.push(json!({"role": "user", "content": "fourth question"}));
+        let (text, _) = turn(&h, &mut messages, session).await;
+        let t = h.counters().total;
+        assert_eq!((t.runs, t.resumed_runs, t.replayed_checkpoints), (4, 3, 3));
+        assert!(
+            text.contains("last user message: \"fourth question\""),
+            "{text}"
+        );
+        assert!(text.contains("user turns: 4;"), "{text}");
+        assert!(text.contains("tool results: 1"), "{text}");
+        assert_eq!(h.counters().total.blobs_missing, 0);
+        assert_eq!(h.app.conversations_len(), 1);
+        h.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_sessions_and_two_clients_never_share_a_conversation() {
+    bounded(async {
+        let h = Harness::start(Options::default()).await;
+        let mut a = vec![json!({"role": "user", "content": "hello"})];
+        let mut b = a.clone();
+        turn(&h, &mut a, "session-a").await;
+        turn(&h, &mut b, "session-b").await;
+        a.push(json!({"role": "user", "content": "only in a"}));
+        let (text_a, _) = turn(&h, &mut a, "session-a").await;
+        b.push(json!({"role": "user", "content": "only in b"}));
+        let (text_b, _) = turn(&h, &mut b, "session-b").await;
+        assert!(
+            text_a.contains("user turns: 2;") && !text_a.contains("only in b"),
+            "{text_a}"
+        );
+        assert!(
+            text_b.contains("user turns: 2;") && !text_b.contains("only in a"),
+            "{text_b}"
+        );
+        assert_eq!(h.app.conversations_len(), 2);
+
+        // Another client key with the same session id starts its own conversation.
+        let mut other = vec![json!({"role": "user", "content": "hello"})];
+        let mut client = Client::connect(h.addr).await;
+        let r = client
+            .send(
+                "POST",
+                "/v1/messages",
+                &[
+                    ("content-type", "application/json"),
+                    ("anthropic-version", "2023-06-01"),
+                    ("x-api-key", "a-different-client-key"),
+                ],
+                request(&other, "session-a").to_string().into(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        other.push(json!({"role": "assistant", "content": r.json()["content"].clone()}));
+        assert_eq!(h.app.conversations_len(), 3);
+        assert_eq!(h.counters().total.resumed_runs, 2);
+        h.shutdown().await;
+    })
+    .await;
+}
