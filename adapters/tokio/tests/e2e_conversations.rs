@@ -143,3 +143,75 @@ async fn two_sessions_and_two_clients_never_share_a_conversation() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_exhausted_account_moves_the_conversation_with_its_whole_history_then_checkpoints_resume()
+ {
+    use cursorpool_sim::model::Quota;
+    bounded(async {
+        let mut opts = Options::with_accounts(&["a", "b"]);
+        opts.accounts[0].1 = Quota {
+            requests: Some(2),
+            tokens: None,
+        };
+        let h = Harness::start(opts).await;
+        let session = "migrating-session";
+        let mut messages = vec![json!({"role": "user", "content": "first question"})];
+        turn(&h, &mut messages, session).await;
+        messages.push(json!({"role": "user", "content": "second question"}));
+        turn(&h, &mut messages, session).await;
+        assert_eq!(h.account("a").resumed_runs, 1, "turn 2 replayed on a");
+
+        // Account a is out of quota: the turn moves to b, invisibly, with everything so far.
+        messages.push(json!({"role": "user", "content": "third question"}));
+        let (text, _) = turn(&h, &mut messages, session).await;
+        // The sim echoes the start of what it got (it cuts long echoes): the whole history,
+        // earlier answers included, flattened into one message.
+        assert!(
+            text.contains("last user message: \"<conversation_history>"),
+            "{text}"
+        );
+        for earlier in ["first question", "second question", "Hope this helps."] {
+            assert!(text.contains(earlier), "{earlier} reached b: {text}");
+        }
+        let b = h.account("b");
+        assert_eq!(
+            (b.runs, b.resumed_runs),
+            (1, 0),
+            "a fresh state on b: {b:?}"
+        );
+
+        // From then on b's own checkpoints carry the conversation.
+        messages.push(json!({"role": "user", "content": "fourth question"}));
+        let (text, _) = turn(&h, &mut messages, session).await;
+        assert!(
+            text.contains("last user message: \"fourth question\""),
+            "{text}"
+        );
+        let b = h.account("b");
+        assert_eq!((b.runs, b.resumed_runs, b.replayed_checkpoints), (2, 1, 1));
+        assert_eq!(h.account("a").runs, 3, "a was tried once more and refused");
+        h.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_checkpoint_falls_back_to_the_whole_history_without_error() {
+    bounded(async {
+        let mut opts = Options::default();
+        opts.configure = Some(|c| c.conversations.ttl = std::time::Duration::ZERO);
+        let h = Harness::start(opts).await;
+        let mut messages = vec![json!({"role": "user", "content": "first question"})];
+        turn(&h, &mut messages, "expiring").await;
+        messages.push(json!({"role": "user", "content": "second question"}));
+        let (text, _) = turn(&h, &mut messages, "expiring").await;
+        assert!(
+            text.contains("first question") && text.contains("second question"),
+            "{text}"
+        );
+        assert_eq!(h.counters().total.resumed_runs, 0);
+        h.shutdown().await;
+    })
+    .await;
+}
