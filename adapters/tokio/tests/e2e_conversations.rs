@@ -199,9 +199,11 @@ async fn an_exhausted_account_moves_the_conversation_with_its_whole_history_then
 #[tokio::test]
 async fn an_expired_checkpoint_falls_back_to_the_whole_history_without_error() {
     bounded(async {
-        let mut opts = Options::default();
-        opts.configure = Some(|c| c.conversations.ttl = std::time::Duration::ZERO);
-        let h = Harness::start(opts).await;
+        let h = Harness::start(Options {
+            configure: Some(|c| c.conversations.ttl = std::time::Duration::ZERO),
+            ..Options::default()
+        })
+        .await;
         let mut messages = vec![json!({"role": "user", "content": "first question"})];
         turn(&h, &mut messages, "expiring").await;
         messages.push(json!({"role": "user", "content": "second question"}));
