@@ -126,14 +126,19 @@ fn render_input(messages: &[ChatMessage], names: &HashMap<&str, &str>, intro: &s
     }
 }
 
+/// Claude Code's attribution block (`x-anthropic-billing-header: cc_version=…;`): billing
+/// metadata for Anthropic's API, meaningless to Cursor's model, so never sent upstream.
+const BILLING_HEADER: &str = "x-anthropic-billing-header:";
+
 /// The system prompt: the request's system pieces joined by blank lines (`None` when there is
-/// none). Mid-conversation system notes stay in the transcript instead.
+/// none), without Claude Code's billing block. Mid-conversation system notes stay in the
+/// transcript instead.
 pub fn system_prompt(req: &ChatRequest) -> Option<String> {
     let pieces: Vec<&str> = req
         .system
         .iter()
         .map(String::as_str)
-        .filter(|s| !s.trim().is_empty())
+        .filter(|s| !s.trim().is_empty() && !s.trim_start().starts_with(BILLING_HEADER))
         .collect();
     (!pieces.is_empty()).then(|| pieces.join("\n\n"))
 }
@@ -277,6 +282,18 @@ fn attachment(media_type: &str, data: &bytes::Bytes) -> ImageAttachment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_billing_block_never_reaches_the_system_prompt() {
+        let req = ChatRequest {
+            system: vec![
+                "x-anthropic-billing-header: cc_version=2.1.197.1c0; cc_entrypoint=cli;".into(),
+                "You are Claude Code.".into(),
+            ],
+            ..ChatRequest::default()
+        };
+        assert_eq!(system_prompt(&req).as_deref(), Some("You are Claude Code."));
+    }
     use bytes::Bytes;
     use serde_json::json;
 
