@@ -62,10 +62,26 @@ pub struct AppConfig {
     pub seed: u64,
     /// Stored checkpoints: TTL and memory bound.
     pub conversations: StoreConfig,
+    /// Where conversations are kept across restarts (`None`: in memory only).
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// A conversation storage the proxy can flush at shutdown.
+pub trait Storage: ConversationStorage + Send {
+    /// Blocks until every accepted write is durable.
+    fn flush(&self) {}
+}
+
+impl Storage for cursorpool_core::conversation::MemoryStorage {}
+
+impl Storage for crate::persist::FileStorage {
+    fn flush(&self) {
+        crate::persist::FileStorage::flush(self);
+    }
 }
 
 /// Conversation storage chosen at start-up (in memory, or files under the state directory).
-pub struct DynStorage(pub Box<dyn ConversationStorage + Send>);
+pub struct DynStorage(pub Box<dyn Storage>);
 
 impl std::fmt::Debug for DynStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,10 +125,44 @@ pub struct App {
 type HttpResponse = Response<ResponseBody>;
 
 impl App {
-    /// Builds the proxy state with conversations kept in memory.
+    /// Builds the proxy state; conversations are kept under `config.state_dir` when set
+    /// (continuing those stored there), else in memory.
     pub fn new(config: AppConfig) -> Result<Arc<Self>, crate::upstream::UpstreamError> {
-        let storage = DynStorage(Box::new(cursorpool_core::conversation::MemoryStorage::new()));
+        let storage = match &config.state_dir {
+            Some(dir) => {
+                let dir = crate::persist::conversations_dir(dir);
+                match crate::persist::FileStorage::load(
+                    &dir,
+                    config.conversations.ttl,
+                    std::time::SystemTime::now(),
+                ) {
+                    Ok((files, entries)) => {
+                        tracing::info!(
+                            conversations = entries.len(),
+                            dir = %dir.display(),
+                            "conversation store loaded"
+                        );
+                        DynStorage(Box::new(files))
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            dir = %dir.display(),
+                            "cannot use the conversation store ({e}); keeping conversations in memory"
+                        );
+                        DynStorage(Box::new(cursorpool_core::conversation::MemoryStorage::new()))
+                    }
+                }
+            }
+            None => DynStorage(Box::new(cursorpool_core::conversation::MemoryStorage::new())),
+        };
         Self::with_storage(config, storage)
+    }
+
+    /// Makes every stored conversation durable (graceful shutdown).
+    pub fn flush(&self) {
+        if let Ok(c) = self.conversations.lock() {
+            c.storage().0.flush();
+        }
     }
 
     /// Builds the proxy state: one pooled upstream per account, conversations in `storage`

@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Anthropic and OpenAI APIs on a local port.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a real conversation with a tool call through the proxy against the embedded
     /// simulated Cursor backend, and print it. Needs no account.
     Demo,
@@ -77,6 +77,17 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (413 above).
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Where conversations (checkpoints and their blobs) are kept across restarts.
+    /// Default: `~/.cursorpool/state`.
+    #[arg(long, value_name = "DIR", env = "CURSORPOOL_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Keep conversations in memory only (a restart starts them over from the client's
+    /// history).
+    #[arg(long, conflicts_with = "state_dir")]
+    pub memory_only: bool,
+    /// Minutes a conversation's checkpoint is kept after its last use.
+    #[arg(long, default_value_t = 30)]
+    pub conversation_ttl_mins: u64,
 }
 
 /// Why the command line cannot be used. Blame: the user's invocation; exit code 2.
@@ -153,7 +164,19 @@ impl ServeArgs {
             identity: ClientIdentity::default(),
             max_body_bytes: self.max_body_bytes,
             seed: seed_from_clock(),
-            conversations: StoreConfig::default(),
+            conversations: StoreConfig {
+                ttl: Duration::from_secs(self.conversation_ttl_mins * 60),
+                ..StoreConfig::default()
+            },
+            state_dir: if self.memory_only {
+                None
+            } else {
+                Some(
+                    self.state_dir
+                        .clone()
+                        .unwrap_or_else(crate::persist::default_state_dir),
+                )
+            },
         })
     }
 }
@@ -194,5 +217,6 @@ pub fn demo_config() -> AppConfig {
         max_body_bytes: 32 * 1024 * 1024,
         seed: seed_from_clock(),
         conversations: StoreConfig::default(),
+        state_dir: None,
     }
 }

@@ -6,6 +6,7 @@ pub mod app;
 pub mod body;
 pub mod cli;
 pub mod demo;
+pub mod persist;
 pub mod run;
 pub mod server;
 pub mod upstream;

@@ -66,7 +66,8 @@ fn main() -> ExitCode {
                     }
                 };
                 tracing::info!("cursorpool listening on http://{}", args.listen);
-                server::serve(listener, app, shutdown_signal()).await;
+                server::serve(listener, app.clone(), shutdown_signal()).await;
+                app.flush();
                 ExitCode::SUCCESS
             }
         }

@@ -217,3 +217,78 @@ async fn an_expired_checkpoint_falls_back_to_the_whole_history_without_error() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_restarted_proxy_continues_the_conversation_from_the_stored_checkpoint() {
+    use cursorpool_sim::model::SimConfig;
+    use cursorpool_sim::server::{ServerConfig, spawn};
+    use cursorpool_tokio::app::{App, AppConfig};
+    use cursorpool_tokio::{cli, server};
+
+    bounded(async {
+        let dir = std::env::temp_dir().join(format!(
+            "cursorpool-restart-{}-{}",
+            std::process::id(),
+            cli::seed_from_clock()
+        ));
+        let sim = spawn(ServerConfig::new(SimConfig::default()))
+            .await
+            .expect("sim");
+        let config = AppConfig {
+            upstream_url: sim.base_url(),
+            accounts: vec![(
+                "default".to_owned(),
+                sim.access_token("default").expect("token"),
+            )],
+            state_dir: Some(dir.clone()),
+            ..cli::demo_config()
+        };
+        // One proxy process's life: serve `turns`, then shut down gracefully.
+        async fn life(config: AppConfig, messages: &mut Vec<Value>, question: &str) -> String {
+            let app = App::new(config).expect("proxy");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let serving = tokio::spawn(server::serve(listener, app.clone(), async {
+                let _ = stopped.await;
+            }));
+            messages.push(json!({"role": "user", "content": question}));
+            let mut client = Client::connect(addr).await;
+            let r = client
+                .post(
+                    "/v1/messages",
+                    request(messages, "restart").to_string().into(),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let content = r.json()["content"].clone();
+            messages.push(json!({"role": "assistant", "content": content.clone()}));
+            // Let the run's bookkeeping land, then stop like SIGTERM does.
+            for _ in 0..200 {
+                if app.conversations_len() == 1 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let _ = stop.send(());
+            let _ = serving.await;
+            app.flush();
+            content[0]["text"].as_str().unwrap_or_default().to_owned()
+        }
+        let mut messages = Vec::new();
+        life(config.clone(), &mut messages, "before the restart").await;
+        let text = life(config, &mut messages, "after the restart").await;
+        let t = sim.counters().total;
+        assert_eq!((t.runs, t.resumed_runs, t.replayed_checkpoints), (2, 1, 1));
+        assert!(text.contains("user turns: 2;"), "{text}");
+        assert!(
+            text.contains("last user message: \"after the restart\""),
+            "{text}"
+        );
+        sim.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}
