@@ -64,6 +64,9 @@ pub struct AppConfig {
     pub conversations: StoreConfig,
     /// Where conversations are kept across restarts (`None`: in memory only).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Bound on the history flattened into a run when no checkpoint can be replayed (`None`:
+    /// everything is sent; when set, the oldest messages are left out with a marker).
+    pub max_history_bytes: Option<usize>,
 }
 
 /// A conversation storage the proxy can flush at shutdown.
@@ -395,6 +398,9 @@ impl App {
                     replay.apply(&mut params);
                 }
                 Some(Plan::Fallback(reason)) => {
+                    if let Some(max) = self.config.max_history_bytes {
+                        params.input = prompt::run_input_bounded(&req, max);
+                    }
                     tracing::debug!(account = %account.label, ?reason, "new Cursor conversation state (history flattened)");
                 }
                 None => {}

@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// Minutes a conversation's checkpoint is kept after its last use.
     #[arg(long, default_value_t = 30)]
     pub conversation_ttl_mins: u64,
+    /// When a conversation must be re-sent in full (no usable checkpoint), leave out its oldest
+    /// messages beyond this many bytes, with a marker saying so. Default: never cut.
+    #[arg(long, value_name = "BYTES")]
+    pub max_history_bytes: Option<usize>,
 }
 
 /// Why the command line cannot be used. Blame: the user's invocation; exit code 2.
@@ -177,6 +181,7 @@ impl ServeArgs {
                         .unwrap_or_else(crate::persist::default_state_dir),
                 )
             },
+            max_history_bytes: self.max_history_bytes,
         })
     }
 }
@@ -218,5 +223,6 @@ pub fn demo_config() -> AppConfig {
         seed: seed_from_clock(),
         conversations: StoreConfig::default(),
         state_dir: None,
+        max_history_bytes: None,
     }
 }

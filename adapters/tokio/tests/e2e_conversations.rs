@@ -292,3 +292,28 @@ async fn a_restarted_proxy_continues_the_conversation_from_the_stored_checkpoint
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_configured_history_bound_leaves_out_the_oldest_messages_with_a_marker() {
+    bounded(async {
+        let h = Harness::start(Options {
+            configure: Some(|c| c.max_history_bytes = Some(120)),
+            ..Options::default()
+        })
+        .await;
+        // A conversation the proxy has never seen: the whole history must be re-sent.
+        let mut messages = vec![
+            json!({"role": "user", "content": format!("ancient {}", "x".repeat(300))}),
+            json!({"role": "assistant", "content": "old answer"}),
+            json!({"role": "user", "content": "latest question"}),
+        ];
+        let (text, _) = turn(&h, &mut messages, "bounded").await;
+        assert!(text.contains("earlier message(s)"), "{text}");
+        assert!(
+            text.contains("old answer") && !text.contains("xxxx"),
+            "{text}"
+        );
+        h.shutdown().await;
+    })
+    .await;
+}

@@ -48,7 +48,24 @@ with the tool calls made and their results. Continue the conversation from them.
 
 /// The user message for a new run of `req` (see the module docs).
 pub fn run_input(req: &ChatRequest) -> RunInput {
-    render_input(&req.messages, &tool_names(&req.messages), HISTORY_INTRO)
+    render_input(
+        &req.messages,
+        &tool_names(&req.messages),
+        HISTORY_INTRO,
+        None,
+    )
+}
+
+/// [`run_input`] with the flattened history bounded to `max_history_bytes`: when the earlier
+/// messages do not fit, the oldest are left out whole and a marker says how many and why, so the
+/// model (and whoever reads the transcript) knows. The current message is never cut.
+pub fn run_input_bounded(req: &ChatRequest, max_history_bytes: usize) -> RunInput {
+    render_input(
+        &req.messages,
+        &tool_names(&req.messages),
+        HISTORY_INTRO,
+        Some(max_history_bytes),
+    )
 }
 
 /// The user message for a run that replays a checkpoint covering `messages[..new.start]`: only
@@ -60,12 +77,22 @@ pub fn run_input(req: &ChatRequest) -> RunInput {
 pub fn continuation_input(messages: &[ChatMessage], new: Range<usize>) -> RunInput {
     let end = new.end.min(messages.len());
     let start = new.start.min(end);
-    render_input(&messages[start..end], &tool_names(messages), SINCE_INTRO)
+    render_input(
+        &messages[start..end],
+        &tool_names(messages),
+        SINCE_INTRO,
+        None,
+    )
 }
 
 /// The user message for `messages` (see the module docs); `intro` heads the transcript of the
 /// messages before the last user message.
-fn render_input(messages: &[ChatMessage], names: &HashMap<&str, &str>, intro: &str) -> RunInput {
+fn render_input(
+    messages: &[ChatMessage],
+    names: &HashMap<&str, &str>,
+    intro: &str,
+    max_history_bytes: Option<usize>,
+) -> RunInput {
     let last_user = messages.iter().rposition(|m| m.role == Role::User);
     let (history, current, trailing) = match last_user {
         Some(i) => (&messages[..i], Some(&messages[i]), &messages[i + 1..]),
@@ -75,8 +102,33 @@ fn render_input(messages: &[ChatMessage], names: &HashMap<&str, &str>, intro: &s
     let mut sections: Vec<String> = Vec::new();
     if !history.is_empty() {
         let mut h = format!("<conversation_history>\n{intro}\n\n");
-        for m in history {
-            render_message(&mut h, m, names);
+        let rendered: Vec<String> = history
+            .iter()
+            .map(|m| {
+                let mut one = String::new();
+                render_message(&mut one, m, names);
+                one
+            })
+            .collect();
+        let total: usize = rendered.iter().map(String::len).sum();
+        let mut skip = 0;
+        if let Some(max) = max_history_bytes {
+            let mut kept = total;
+            while kept > max && skip < rendered.len() {
+                kept -= rendered[skip].len();
+                skip += 1;
+            }
+            if skip > 0 {
+                let omitted: usize = rendered[..skip].iter().map(String::len).sum();
+                let _ = writeln!(
+                    h,
+                    "[{skip} earlier message(s), {omitted} bytes, omitted: the history exceeds \
+                     the proxy's configured limit of {max} bytes]\n"
+                );
+            }
+        }
+        for one in &rendered[skip..] {
+            h.push_str(one);
         }
         h.push_str("</conversation_history>");
         sections.push(h);
@@ -282,6 +334,35 @@ fn attachment(media_type: &str, data: &bytes::Bytes) -> ImageAttachment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_history_drops_the_oldest_messages_whole_with_a_marker() {
+        let text = |role, t: &str| ChatMessage {
+            role,
+            content: vec![Part::Text(t.to_owned())],
+        };
+        let req = ChatRequest {
+            messages: vec![
+                text(Role::User, &"a".repeat(500)),
+                text(Role::Assistant, &"b".repeat(500)),
+                text(Role::User, "recent question"),
+                text(Role::Assistant, "recent answer"),
+                text(Role::User, "now"),
+            ],
+            ..ChatRequest::default()
+        };
+        let unbounded = run_input(&req).text;
+        assert!(unbounded.contains(&"a".repeat(500)));
+        let bounded = run_input_bounded(&req, 200).text;
+        assert!(
+            !bounded.contains("aaaa") && !bounded.contains("bbbb"),
+            "{bounded}"
+        );
+        assert!(bounded.contains("[2 earlier message(s)"), "{bounded}");
+        assert!(bounded.contains("recent question") && bounded.contains("recent answer"));
+        assert!(bounded.ends_with("now"));
+        assert_eq!(run_input_bounded(&req, 1 << 20).text, unbounded);
+    }
 
     #[test]
     fn the_billing_block_never_reaches_the_system_prompt() {
