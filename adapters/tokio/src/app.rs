@@ -111,6 +111,8 @@ impl ConversationStorage for DynStorage {
 #[derive(Debug)]
 struct ParkHandle {
     control: mpsc::Sender<Control>,
+    /// The conversation the parked run belongs to (a new request in it abandons the run).
+    conversation: ConversationKey,
 }
 
 /// Shared state of the running proxy.
@@ -339,6 +341,7 @@ impl App {
                 tracing::debug!("parked turn could not resume; falling back to a new run");
             }
         }
+        self.abandon_parked(&ConversationKey::for_request(&req, &client_key));
         self.start(api, req, client_key).await
     }
 
@@ -524,7 +527,7 @@ impl App {
                         ApiKind::OpenAi => openai_acc.handle(&r),
                     },
                     TurnEvent::Parked { tool_use_ids } => {
-                        self.park(&client_key, &tool_use_ids, control.clone());
+                        self.park(&client_key, &req, &tool_use_ids, control.clone());
                         break;
                     }
                     TurnEvent::Failed { classification, .. } => {
@@ -564,7 +567,7 @@ impl App {
                         end = matches!(r, ReplyEvent::Error(_));
                     }
                     TurnEvent::Parked { tool_use_ids } => {
-                        app.park(&client_key, &tool_use_ids, control.clone());
+                        app.park(&client_key, &req, &tool_use_ids, control.clone());
                         end = true;
                     }
                     TurnEvent::Finished { .. } | TurnEvent::Failed { .. } => end = true,
@@ -614,15 +617,49 @@ impl App {
         }
     }
 
-    fn park(&self, client_key: &str, tool_use_ids: &[String], control: mpsc::Sender<Control>) {
+    fn park(
+        &self,
+        client_key: &str,
+        req: &ChatRequest,
+        tool_use_ids: &[String],
+        control: mpsc::Sender<Control>,
+    ) {
+        let conversation = ConversationKey::for_request(req, client_key);
         if let Ok(mut p) = self.parked.lock() {
             let _ = p.park_with_ids(
                 client_key,
                 tool_use_ids.to_vec(),
-                ParkHandle { control },
+                ParkHandle {
+                    control,
+                    conversation,
+                },
                 std::time::Instant::now(),
             );
         }
+    }
+
+    /// The client moved on in `conversation` without answering its parked tool calls (or
+    /// they can no longer be resumed): close those runs now instead of at their TTL.
+    fn abandon_parked(&self, conversation: &ConversationKey) {
+        let abandoned: Vec<ParkHandle> = match self.parked.lock() {
+            Ok(mut p) => {
+                let ids: Vec<_> = p
+                    .iter_mut()
+                    .filter(|(_, h)| h.conversation == *conversation)
+                    .map(|(id, _)| id)
+                    .collect();
+                ids.into_iter().filter_map(|id| p.remove(id)).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        if !abandoned.is_empty() {
+            tracing::debug!(
+                runs = abandoned.len(),
+                "closing parked runs the client abandoned"
+            );
+        }
+        // Dropping the handles closes their control channels: each run is cancelled upstream.
+        drop(abandoned);
     }
 }
 

@@ -317,3 +317,37 @@ async fn a_configured_history_bound_leaves_out_the_oldest_messages_with_a_marker
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_new_message_instead_of_tool_results_closes_the_parked_run() {
+    bounded(async {
+        let h = Harness::start_default().await;
+        let mut messages =
+            vec![json!({"role": "user", "content": "call get_weather({\"city\":\"Rome\"})"})];
+        let (_, body) = turn(&h, &mut messages, "abandoning").await;
+        assert_eq!(body["stop_reason"], "tool_use");
+        assert_eq!(h.app.parked_len(), 1);
+        // The user interrupts the tool and asks something else (the tool call stays
+        // unanswered in the history, as Claude Code sends it after Esc).
+        messages.push(json!({"role": "user", "content": "never mind, something else"}));
+        // (The sim's model re-reads the flattened history, where the earlier call request
+        // stands, and calls the tool again: a new parked run replaces the abandoned one.)
+        let r = h.anthropic(&request(&messages, "abandoning")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(h.app.parked_len(), 1, "only the new run is parked");
+        assert_eq!(h.counters().total.runs, 2);
+        for _ in 0..200 {
+            if h.counters().total.cancels == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            h.counters().total.cancels,
+            1,
+            "cancelled upstream, not left open"
+        );
+        h.shutdown().await;
+    })
+    .await;
+}
