@@ -363,6 +363,44 @@ pub(crate) fn decode_image(data: &str, at: impl Fn() -> String) -> Result<Bytes,
     }
 }
 
+/// One declared client tool, checked the same way for both APIs: a name given once, a schema
+/// that is an object (or absent). `at` is the JSON path of the tool's name field and
+/// `schema_at` of its schema field, for error messages.
+pub(crate) fn tool_spec(
+    names: &mut std::collections::HashSet<String>,
+    name: String,
+    at: &str,
+    description: Option<String>,
+    schema: Option<serde_json::Value>,
+    schema_at: &str,
+) -> Result<crate::chat::ToolSpec, ClientError> {
+    use serde_json::Value;
+    if !names.insert(name.clone()) {
+        return Err(ClientError::invalid(
+            at.to_owned(),
+            format!("duplicate tool name {name:?}"),
+        ));
+    }
+    let input_schema = match schema {
+        None | Some(Value::Null) => None,
+        Some(schema @ Value::Object(_)) => Some(schema),
+        Some(other) => {
+            return Err(ClientError::invalid(
+                schema_at.to_owned(),
+                format!(
+                    "must be an object, got {}",
+                    crate::connect::error::json_kind(&other)
+                ),
+            ));
+        }
+    };
+    Ok(crate::chat::ToolSpec {
+        name,
+        description: description.unwrap_or_default(),
+        input_schema,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::path_at;

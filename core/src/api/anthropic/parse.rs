@@ -20,7 +20,9 @@ use serde_json::{Map, Value};
 
 use crate::api::ParseLimits;
 use crate::api::error::ClientError;
-use crate::api::json::{StrOrSeq, body_text, decode_image, from_text, output_bound, stop_list};
+use crate::api::json::{
+    StrOrSeq, body_text, decode_image, from_text, output_bound, stop_list, tool_spec,
+};
 use crate::api::metadata::request_metadata;
 use crate::chat::{ChatMessage, ChatRequest, Part, Role, Thinking, ToolChoice, ToolSpec};
 use crate::connect::error::json_kind;
@@ -417,27 +419,14 @@ fn tools(raw: Option<Vec<RawTool<'_>>>) -> Result<Vec<ToolSpec>, ClientError> {
             ));
         }
         let name = non_empty(t.name, || format!("tools[{i}].name"))?;
-        if !names.insert(name.clone()) {
-            return Err(ClientError::invalid(
-                format!("tools[{i}].name"),
-                format!("duplicate tool name {name:?}"),
-            ));
-        }
-        let input_schema = match t.input_schema {
-            None | Some(Value::Null) => None,
-            Some(schema @ Value::Object(_)) => Some(schema),
-            Some(other) => {
-                return Err(ClientError::invalid(
-                    format!("tools[{i}].input_schema"),
-                    format!("must be an object, got {}", json_kind(&other)),
-                ));
-            }
-        };
-        specs.push(ToolSpec {
+        specs.push(tool_spec(
+            &mut names,
             name,
-            description: t.description.unwrap_or_default(),
-            input_schema,
-        });
+            &format!("tools[{i}].name"),
+            t.description,
+            t.input_schema,
+            &format!("tools[{i}].input_schema"),
+        )?);
     }
     Ok(specs)
 }

@@ -28,7 +28,9 @@ use serde_json::{Map, Value};
 
 use crate::api::ParseLimits;
 use crate::api::error::ClientError;
-use crate::api::json::{StrOrSeq, body_text, decode_image, from_text, output_bound, stop_list};
+use crate::api::json::{
+    StrOrSeq, body_text, decode_image, from_text, output_bound, stop_list, tool_spec,
+};
 use crate::api::metadata::request_metadata;
 use crate::chat::{ChatMessage, ChatRequest, Part, Role, Thinking, ToolChoice, ToolSpec};
 use crate::connect::error::{json_kind, nesting_exceeds};
@@ -512,27 +514,14 @@ fn tools(raw: Option<Vec<RawTool<'_>>>) -> Result<Vec<ToolSpec>, ClientError> {
             .function
             .ok_or_else(|| missing(format!("tools[{i}].function")))?;
         let name = non_empty(function.name, || format!("tools[{i}].function.name"))?;
-        if !names.insert(name.clone()) {
-            return Err(ClientError::invalid(
-                format!("tools[{i}].function.name"),
-                format!("duplicate tool name {name:?}"),
-            ));
-        }
-        let input_schema = match function.parameters {
-            None | Some(Value::Null) => None,
-            Some(schema @ Value::Object(_)) => Some(schema),
-            Some(other) => {
-                return Err(ClientError::invalid(
-                    format!("tools[{i}].function.parameters"),
-                    format!("must be an object, got {}", json_kind(&other)),
-                ));
-            }
-        };
-        specs.push(ToolSpec {
+        specs.push(tool_spec(
+            &mut names,
             name,
-            description: function.description.unwrap_or_default(),
-            input_schema,
-        });
+            &format!("tools[{i}].function.name"),
+            function.description,
+            function.parameters,
+            &format!("tools[{i}].function.parameters"),
+        )?);
     }
     Ok(specs)
 }
