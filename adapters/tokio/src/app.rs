@@ -2,13 +2,21 @@
 //! account's pooled upstream connection, and streams core's rendering back. Decisions about
 //! bytes (parsing, rendering, errors, what a run carries) are core's; this file moves them.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use cursorpool_core::api::{self, ApiError, ErrorType, anthropic, openai};
 use cursorpool_core::chat::{ApiKind, ChatRequest, ReplyEvent};
+use cursorpool_core::classify::Classification;
+use cursorpool_core::conductor::account::client_fingerprint;
+use cursorpool_core::conductor::refresh::{RefreshFailure, parse_refresh, refresh_request};
+use cursorpool_core::conductor::{
+    AccountId, AccountRecord, Attempts, Pool, PoolConfig, PoolEvent, PoolStatus, Secret,
+    TokenGrant, UsageRecord, Verdict,
+};
 use cursorpool_core::conversation::{
     Completed, ConversationKey, ConversationStorage, ConversationStore, Entry, Plan, StoreConfig,
 };
@@ -26,16 +34,8 @@ use crate::body::{self, ResponseBody};
 use crate::run::{self, Control, EVENT_DEPTH};
 use crate::upstream::Upstream;
 
-/// One Cursor account the proxy may use.
-#[derive(Debug)]
-pub struct Account {
-    /// Name for logs and the status page (never the token).
-    pub label: String,
-    /// Access token (never logged).
-    token: String,
-    /// Its pooled upstream connection.
-    upstream: Arc<Upstream>,
-}
+/// Largest answer read from a token refresh call.
+const REFRESH_ANSWER_LIMIT: usize = 64 * 1024;
 
 /// What the proxy needs to serve.
 #[derive(Debug, Clone)]
@@ -67,6 +67,8 @@ pub struct AppConfig {
     /// Bound on the history flattened into a run when no checkpoint can be replayed (`None`:
     /// everything is sent; when set, the oldest messages are left out with a marker).
     pub max_history_bytes: Option<usize>,
+    /// The conductor's settings: selection strategy, rest periods, sticky conversations.
+    pub pool: PoolConfig,
 }
 
 /// A conversation storage the proxy can flush at shutdown.
@@ -119,8 +121,12 @@ struct ParkHandle {
 #[derive(Debug)]
 pub struct App {
     config: AppConfig,
-    accounts: Vec<Account>,
-    next_account: AtomicUsize,
+    /// The conductor's account pool (locked only between awaits).
+    pool: Mutex<Pool>,
+    /// Each account's pooled upstream connection.
+    upstreams: HashMap<AccountId, Arc<Upstream>>,
+    /// Each account's configured label (names it in the conversation store and in logs).
+    labels: HashMap<AccountId, String>,
     parked: Mutex<ParkedTurns<ParkHandle>>,
     conversations: Mutex<ConversationStore<DynStorage>>,
     ids: Mutex<IdSource>,
@@ -176,16 +182,32 @@ impl App {
         config: AppConfig,
         storage: DynStorage,
     ) -> Result<Arc<Self>, crate::upstream::UpstreamError> {
-        let mut accounts = Vec::with_capacity(config.accounts.len());
+        let mut pool = Pool::new(config.pool.clone());
+        let mut upstreams = HashMap::new();
+        let mut labels = HashMap::new();
+        let now_unix = unix_now();
         for (label, token) in &config.accounts {
-            accounts.push(Account {
-                label: label.clone(),
-                token: token.clone(),
-                upstream: Arc::new(Upstream::new(
+            let grant = TokenGrant {
+                access_token: Secret::new(token.clone()),
+                refresh_token: None,
+                auth_id: Some(label.clone()),
+            };
+            let record = match AccountRecord::from_grant(grant, Some(label.clone()), now_unix) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(account = %label, "account left out: {e}");
+                    continue;
+                }
+            };
+            let id = pool.upsert(record);
+            upstreams.insert(
+                id,
+                Arc::new(Upstream::new(
                     &config.upstream_url,
                     config.upstream_root_pem.as_deref(),
                 )?),
-            });
+            );
+            labels.insert(id, label.clone());
         }
         Ok(Arc::new(Self {
             parked: Mutex::new(ParkedTurns::new(config.park_ttl)),
@@ -195,9 +217,10 @@ impl App {
                 std::time::Instant::now(),
             )),
             ids: Mutex::new(IdSource::new(config.seed)),
-            next_account: AtomicUsize::new(0),
             runs_started: AtomicUsize::new(0),
-            accounts,
+            pool: Mutex::new(pool),
+            upstreams,
+            labels,
             config,
         }))
     }
@@ -207,6 +230,11 @@ impl App {
         self.runs_started.load(Ordering::Relaxed)
     }
 
+    /// The conductor's view of the accounts: state, rests, last error, usage (no credential).
+    pub fn pool_status(&self) -> PoolStatus {
+        self.with_pool(|p| p.status(Instant::now(), unix_now()))
+    }
+
     /// Tool calls waiting for their results.
     pub fn parked_len(&self) -> usize {
         self.parked.lock().map_or(0, |p| p.len())
@@ -214,7 +242,7 @@ impl App {
 
     /// Upstream connections made so far over all accounts.
     pub fn upstream_connects(&self) -> u64 {
-        self.accounts.iter().map(|a| a.upstream.connects()).sum()
+        self.upstreams.values().map(|u| u.connects()).sum()
     }
 
     fn next_id(&self, f: impl FnOnce(&mut IdSource) -> String) -> String {
@@ -345,47 +373,45 @@ impl App {
         self.start(api, req, client_key).await
     }
 
-    /// Starts a run on the next account, moving on to another before the first byte when the
-    /// failure says another account may do better.
+    /// Starts a run on the account the conductor picks, moving on to another (or refreshing
+    /// the token) before the first byte as its verdict says.
     async fn start(
         self: Arc<Self>,
         api: ApiKind,
         req: Arc<ChatRequest>,
         client_key: String,
     ) -> HttpResponse {
-        if self.accounts.is_empty() {
-            return error_response(
-                api,
-                &ApiError::overloaded("no Cursor account is configured", None),
-            );
-        }
         let key = ConversationKey::for_request(&req, &client_key);
-        // A conversation stays on the account holding its checkpoint while that account works.
-        let sticky = self
-            .conversations
-            .lock()
-            .ok()
-            .and_then(|c| {
-                c.account(&key, std::time::Instant::now())
-                    .map(str::to_owned)
-            })
-            .and_then(|label| self.accounts.iter().position(|a| a.label == label));
-        let attempts = self.accounts.len();
-        let mut last_error = None;
-        for attempt in 0..attempts {
-            let idx = match (attempt, sticky) {
-                (0, Some(i)) => i,
-                _ => self.next_account.fetch_add(1, Ordering::Relaxed) % self.accounts.len(),
+        let conversation = key.id();
+        let model = self.config.models.resolve(&req.model).to_owned();
+        let client = client_fingerprint(&client_key);
+        self.seed_sticky(&key, &conversation, &model);
+        // A bound above the account count of small pools, so that when every account failed
+        // and rests the client hears "all cooling, retry in …" rather than the last failure.
+        let mut attempts = Attempts::new(
+            Attempts::DEFAULT_MAX,
+            model.as_str(),
+            Some(conversation.as_str()),
+        );
+        let mut next = self.with_pool(|p| attempts.next(p, Instant::now()));
+        loop {
+            let id = match next {
+                Ok(id) => id,
+                Err(c) => return self.give_up(api, &model, &client, &c),
             };
-            let account = &self.accounts[idx];
+            let Some((label, upstream, headers)) = self.attempt_parts(id) else {
+                // A credential that cannot go into a header never will: out of rotation.
+                self.with_pool(|p| p.disable(id, "the access token is not a valid header value"));
+                next = self.with_pool(|p| attempts.next(p, Instant::now()));
+                continue;
+            };
             let (control_tx, control_rx) = mpsc::channel(4);
             let (events_tx, mut events_rx) = mpsc::channel(EVENT_DEPTH);
-            let request_id = self.next_id(IdSource::uuid_v4);
             let mut params = TurnParams::from_chat(
                 &req,
                 api,
                 &self.config.models,
-                key.id(),
+                conversation.clone(),
                 Framing::Run,
                 self.child_ids(),
             );
@@ -394,41 +420,26 @@ impl App {
                 .conversations
                 .lock()
                 .ok()
-                .map(|mut c| c.plan(&key, &req, &account.label, std::time::Instant::now()));
+                .map(|mut c| c.plan(&key, &req, &label, std::time::Instant::now()));
             match plan {
                 Some(Plan::Replay(replay)) => {
-                    tracing::debug!(account = %account.label, "continuing the stored checkpoint");
+                    tracing::debug!(account = %label, "continuing the stored checkpoint");
                     replay.apply(&mut params);
                 }
                 Some(Plan::Fallback(reason)) => {
                     if let Some(max) = self.config.max_history_bytes {
                         params.input = prompt::run_input_bounded(&req, max);
                     }
-                    tracing::debug!(account = %account.label, ?reason, "new Cursor conversation state (history flattened)");
+                    tracing::debug!(account = %label, ?reason, "new Cursor conversation state (history flattened)");
                 }
                 None => {}
             }
             let turn = Turn::new(params, std::time::Instant::now());
-            let headers = match headers::build(
-                &self.config.identity,
-                CallHeaders {
-                    access_token: &account.token,
-                    request_id: &request_id,
-                    original_request_id: None,
-                    kind: CallKind::Run,
-                },
-            ) {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(account = %account.label, "unusable credential: {e}");
-                    continue;
-                }
-            };
             self.runs_started.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(account = %account.label, "starting upstream run");
+            tracing::debug!(account = %label, "starting upstream run");
             let run = run::drive(
                 turn,
-                account.upstream.clone(),
+                upstream,
                 headers,
                 headers::path::RUN,
                 req.clone(),
@@ -436,46 +447,218 @@ impl App {
                 control_rx,
             );
             let app = self.clone();
-            let label = account.label.clone();
+            let (run_key, run_model, run_client) = (key, model.clone(), client.clone());
             tokio::spawn(async move {
                 let outcome = run.await;
-                app.record(&key, &label, &outcome);
+                app.finish_run(id, &label, &run_key, &run_model, &run_client, &outcome);
             });
-            // Look at the first event: a failure before anything reached the client may move
-            // to another account.
-            match events_rx.recv().await {
+            // Look at the first event: a failure before anything reached the client goes to
+            // the conductor, which decides whether and where to try again.
+            let classification = match events_rx.recv().await {
                 Some(TurnEvent::Failed {
                     classification,
                     downstream_started: false,
-                }) => {
-                    let retry = classification.try_another_account;
-                    tracing::info!(
-                        account = %account.label,
-                        kind = classification.kind.as_str(),
-                        "run failed before the first byte"
-                    );
-                    last_error = Some(ApiError::from(&classification));
-                    if !retry {
-                        break;
-                    }
-                }
+                }) => classification,
                 Some(first) => {
+                    self.with_pool(|p| attempts.on_success(p, Instant::now()));
                     return self
                         .reply_with_first(api, req, client_key, control_tx, first, events_rx)
                         .await;
                 }
                 None => {
-                    last_error = Some(ApiError::new(
-                        ErrorType::Api,
-                        "the upstream run ended without an answer",
-                    ));
+                    return error_response(
+                        api,
+                        &ApiError::new(ErrorType::Api, "the upstream run ended without an answer"),
+                    );
+                }
+            };
+            tracing::info!(
+                account = %id,
+                kind = classification.kind.as_str(),
+                "run failed before the first byte"
+            );
+            let verdict =
+                self.with_pool(|p| attempts.on_failure(p, &classification, false, Instant::now()));
+            next = match verdict {
+                Verdict::RetryOn(id) => Ok(id),
+                Verdict::Refresh(id) => {
+                    self.refresh(id).await;
+                    self.with_pool(|p| attempts.next(p, Instant::now()))
+                }
+                Verdict::GiveUp(c) => Err(c),
+            };
+        }
+    }
+
+    /// Binds a conversation the pool does not know (after a restart) to the account holding
+    /// its stored checkpoint, when that account can serve the model now.
+    fn seed_sticky(&self, key: &ConversationKey, conversation: &str, model: &str) {
+        let stored = self
+            .conversations
+            .lock()
+            .ok()
+            .and_then(|c| c.account(key, Instant::now()).map(str::to_owned));
+        let Some(label) = stored else {
+            return;
+        };
+        let Some(id) = self
+            .labels
+            .iter()
+            .find(|(_, l)| **l == label)
+            .map(|(id, _)| *id)
+        else {
+            return;
+        };
+        self.with_pool(|p| {
+            if p.sticky_account(conversation).is_some() || !p.is_usable(id, model, Instant::now()) {
+                return;
+            }
+            // Picking with every other account excluded binds the conversation to `id`.
+            let others: Vec<AccountId> =
+                p.accounts().map(|(a, _)| a).filter(|a| *a != id).collect();
+            let _ = p.pick(model, Some(conversation), &others, Instant::now());
+        });
+    }
+
+    /// What a run on `id` needs: the account's label, its upstream and the call's headers
+    /// (built from the pool's current token). `None` when the token makes no valid header.
+    fn attempt_parts(&self, id: AccountId) -> Option<(String, Arc<Upstream>, HeaderMap)> {
+        let label = self.labels.get(&id)?.clone();
+        let upstream = self.upstreams.get(&id)?.clone();
+        let request_id = self.next_id(IdSource::uuid_v4);
+        let built = self.with_pool(|p| {
+            let record = p.record(id)?;
+            Some(headers::build(
+                &self.config.identity,
+                CallHeaders {
+                    access_token: record.access_token.expose(),
+                    request_id: &request_id,
+                    original_request_id: None,
+                    kind: CallKind::Run,
+                },
+            ))
+        })?;
+        match built {
+            Ok(h) => Some((label, upstream, h)),
+            Err(e) => {
+                tracing::warn!(account = %label, "unusable credential: {e}");
+                None
+            }
+        }
+    }
+
+    /// Renews `id`'s access token over its upstream and tells the pool how it went.
+    async fn refresh(&self, id: AccountId) {
+        let Some(request) = self.with_pool(|p| p.record(id).and_then(refresh_request)) else {
+            return;
+        };
+        let Some(upstream) = self.upstreams.get(&id).cloned() else {
+            return;
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        if let Some(bearer) = &request.bearer {
+            match http::HeaderValue::from_str(&format!("Bearer {}", bearer.expose())) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    h.insert(http::header::AUTHORIZATION, v);
+                }
+                Err(_) => {
+                    let failure = RefreshFailure::Rejected(
+                        "the credential is not a valid header value".to_owned(),
+                    );
+                    self.with_pool(|p| p.report_refresh_failed(id, &failure, Instant::now()));
+                    return;
                 }
             }
         }
-        let err = last_error.unwrap_or_else(|| {
-            ApiError::overloaded("no Cursor account could take the request", None)
+        let answer = upstream
+            .unary(
+                request.path,
+                &h,
+                Bytes::from(request.body),
+                REFRESH_ANSWER_LIMIT,
+            )
+            .await;
+        let result = match answer {
+            Ok((status, _, body)) => parse_refresh(request.method, status, &body),
+            Err(e) => Err(RefreshFailure::Transient(e.to_string())),
+        };
+        match result {
+            Ok(grant) => {
+                let ok = self.with_pool(|p| p.update_tokens(id, &grant, unix_now()));
+                tracing::info!(account = %id, renewed = ok, "access token refreshed");
+            }
+            Err(failure) => {
+                tracing::warn!(account = %id, "token refresh failed: {failure}");
+                self.with_pool(|p| p.report_refresh_failed(id, &failure, Instant::now()));
+            }
+        }
+    }
+
+    /// Answers the client with the conductor's final failure (and counts it).
+    fn give_up(&self, api: ApiKind, model: &str, client: &str, c: &Classification) -> HttpResponse {
+        self.with_pool(|p| {
+            p.record_usage(
+                None,
+                &UsageRecord {
+                    model,
+                    client: Some(client),
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    error: Some(c.kind),
+                },
+            );
         });
-        error_response(api, &err)
+        error_response(api, &ApiError::from(c))
+    }
+
+    /// A run on `id` is over: keep its checkpoint, mark the account for a failure after the
+    /// first byte, count its usage.
+    fn finish_run(
+        &self,
+        id: AccountId,
+        label: &str,
+        key: &ConversationKey,
+        model: &str,
+        client: &str,
+        outcome: &run::Outcome,
+    ) {
+        self.record(key, label, outcome);
+        if let Some(c) = &outcome.late_failure {
+            tracing::info!(account = %id, kind = c.kind.as_str(), "run failed after the first byte");
+            self.with_pool(|p| p.report_failure(id, model, c, Instant::now()));
+        }
+        if let Some(usage) = &outcome.usage {
+            self.with_pool(|p| {
+                p.record_usage(
+                    Some(id),
+                    &UsageRecord {
+                        model,
+                        client: Some(client),
+                        input_tokens: usage.input_tokens,
+                        output_tokens: usage.output_tokens,
+                        error: None,
+                    },
+                );
+            });
+        }
+    }
+
+    /// Runs `f` on the pool (never across an await) and handles the changes it queued.
+    fn with_pool<T>(&self, f: impl FnOnce(&mut Pool) -> T) -> T {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let out = f(&mut pool);
+        while let Some(PoolEvent::RecordChanged(id)) = pool.poll_event() {
+            // Accounts come from the configuration, not from files: nothing to write yet.
+            if let Some(r) = pool.record(id) {
+                tracing::info!(account = %id, disabled = ?r.disabled, "account changed");
+            }
+        }
+        out
     }
 
     async fn reply(

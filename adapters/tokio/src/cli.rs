@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cursorpool_core::conductor::PoolConfig;
 use cursorpool_core::conversation::StoreConfig;
 use cursorpool_core::headers::ClientIdentity;
 use cursorpool_core::turn::{ModelMap, TurnConfig};
@@ -182,6 +183,7 @@ impl ServeArgs {
                 )
             },
             max_history_bytes: self.max_history_bytes,
+            pool: PoolConfig::default(),
         })
     }
 }
@@ -224,5 +226,6 @@ pub fn demo_config() -> AppConfig {
         conversations: StoreConfig::default(),
         state_dir: None,
         max_history_bytes: None,
+        pool: PoolConfig::default(),
     }
 }

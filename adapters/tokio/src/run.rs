@@ -8,8 +8,8 @@ use std::future::poll_fn;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cursorpool_core::chat::ChatRequest;
-use cursorpool_core::classify::TransportFailure;
+use cursorpool_core::chat::{ChatRequest, Usage};
+use cursorpool_core::classify::{Classification, TransportFailure};
 use cursorpool_core::conversation::ReplyRecorder;
 use cursorpool_core::flow::chunker::Chunker;
 use cursorpool_core::flow::window::SendWindow;
@@ -85,6 +85,12 @@ pub struct Outcome {
     pub reply: ReplyRecorder,
     /// The checkpoint of a run that finished normally (`None`: failed or canceled).
     pub checkpoint: Option<Bytes>,
+    /// Usage of a run that finished (`None`: it failed).
+    pub usage: Option<Usage>,
+    /// A failure delivered to a reader after the run's first event (mid-answer, or in a
+    /// resumed reply): the one the first-event check never saw. `None` when the run finished,
+    /// failed on its very first event, or failed because nobody read its reply any more.
+    pub late_failure: Option<Classification>,
 }
 
 /// What the loop remembers of the replies it relays.
@@ -93,17 +99,33 @@ struct Relay {
     request: Arc<ChatRequest>,
     reply: ReplyRecorder,
     checkpoint: Option<Bytes>,
+    usage: Option<Usage>,
+    /// Events forwarded so far (over every reply of the run).
+    forwarded: u64,
+    late_failure: Option<Classification>,
 }
 
 impl Relay {
     /// Forwards one event; `false` when nobody reads the current reply any more.
     async fn forward(&mut self, ev: TurnEvent) -> bool {
+        let mut failure = None;
         match &ev {
             TurnEvent::Reply(r) => self.reply.handle(r),
-            TurnEvent::Finished { checkpoint, .. } => self.checkpoint.clone_from(checkpoint),
+            TurnEvent::Finished { checkpoint, usage } => {
+                self.checkpoint.clone_from(checkpoint);
+                self.usage = Some(*usage);
+            }
+            TurnEvent::Failed { classification, .. } if self.forwarded > 0 => {
+                failure = Some(classification.clone());
+            }
             _ => {}
         }
-        self.events.send(ev).await.is_ok()
+        self.forwarded += 1;
+        let delivered = self.events.send(ev).await.is_ok();
+        if delivered && failure.is_some() {
+            self.late_failure = failure;
+        }
+        delivered
     }
 }
 
@@ -124,6 +146,9 @@ pub async fn drive(
         request,
         reply: ReplyRecorder::new(),
         checkpoint: None,
+        usage: None,
+        forwarded: 0,
+        late_failure: None,
     };
     // Core takes std Instants; the adapter owns the clock.
     let now = std::time::Instant::now;
@@ -252,6 +277,8 @@ impl Relay {
             request: self.request,
             reply: self.reply,
             checkpoint: self.checkpoint,
+            usage: self.usage,
+            late_failure: self.late_failure,
         }
     }
 }

@@ -6,13 +6,31 @@
 
 mod support;
 
+use std::time::Duration;
+
+use cursorpool_core::conductor::CooldownPolicy;
 use cursorpool_core::connect::code::Code;
 use cursorpool_sim::model::{Fault, Quota};
+use cursorpool_tokio::app::AppConfig;
 use serde_json::Value;
 use support::{
     Harness, Options, ProxyAccount, Response, anthropic_stream, anthropic_text_request, bounded,
     openai_stream, openai_text_request,
 };
+
+/// The conductor without rests: every request meets the upstream again, so a test that checks
+/// how each failure *maps* onto the client's API sees the same failure on every request.
+/// (With the default policy a failed account rests and the next request is answered by the
+/// conductor instead; `e2e_conductor.rs` covers that.)
+fn no_rests(c: &mut AppConfig) {
+    c.pool.cooldown = CooldownPolicy {
+        quota_initial: Duration::ZERO,
+        quota_max: Duration::ZERO,
+        forbidden: Duration::ZERO,
+        short: Duration::ZERO,
+        refresh_retry: Duration::ZERO,
+    };
+}
 
 /// A fault that ends every run with `code` before any message.
 fn error_at_start(code: Code) -> Fault {
@@ -81,6 +99,7 @@ async fn quota_exhaustion_is_a_429_in_each_api_shape() {
     bounded(async {
         let h = Harness::start(Options {
             accounts: vec![("main".to_owned(), exhausted())],
+            configure: Some(no_rests),
             ..Options::default()
         })
         .await;
@@ -134,30 +153,43 @@ async fn quota_exhaustion_on_one_account_moves_to_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_token_is_a_401_after_trying_every_account() {
     bounded(async {
-        let h = Harness::start(Options {
-            proxy_accounts: Some(vec![
-                ProxyAccount::BadToken("bad-1".to_owned()),
-                ProxyAccount::BadToken("bad-2".to_owned()),
-            ]),
-            ..Options::default()
-        })
-        .await;
-        let r = h.anthropic(&anthropic_text_request("hi", true)).await;
-        assert_anthropic_error(&r, 401, "authentication_error");
-        assert_eq!(
-            r.header("x-should-retry"),
-            Some("false"),
-            "Claude Code would otherwise retry a 401 ten times"
-        );
-        assert_eq!(
-            h.counters().unauthenticated_runs,
-            2,
-            "both accounts were tried"
-        );
-        let r = h.openai(&openai_text_request("hi", false)).await;
-        assert_openai_error(&r, 401, "authentication_error", None);
-        assert_eq!(h.counters().unauthenticated_runs, 4);
-        h.shutdown().await;
+        // One proxy per API: the first request disables both accounts (a rejected token that
+        // cannot be refreshed), so each API's 401 shape is seen on a fresh pool.
+        for openai in [false, true] {
+            let h = Harness::start(Options {
+                proxy_accounts: Some(vec![
+                    ProxyAccount::BadToken("bad-1".to_owned()),
+                    ProxyAccount::BadToken("bad-2".to_owned()),
+                ]),
+                ..Options::default()
+            })
+            .await;
+            if openai {
+                let r = h.openai(&openai_text_request("hi", false)).await;
+                assert_openai_error(&r, 401, "authentication_error", None);
+            } else {
+                let r = h.anthropic(&anthropic_text_request("hi", true)).await;
+                assert_anthropic_error(&r, 401, "authentication_error");
+                assert_eq!(
+                    r.header("x-should-retry"),
+                    Some("false"),
+                    "Claude Code would otherwise retry a 401 ten times"
+                );
+            }
+            assert_eq!(
+                h.counters().unauthenticated_runs,
+                2,
+                "both accounts were tried"
+            );
+            // Both accounts are now out of rotation with a reason: the next request is not
+            // sent upstream at all, and says that no account is available.
+            let r = h.anthropic(&anthropic_text_request("again", false)).await;
+            assert_eq!(r.status, 529, "{}", r.text());
+            let r = h.openai(&openai_text_request("again", false)).await;
+            assert_openai_error(&r, 503, "server_error", None);
+            assert_eq!(h.counters().unauthenticated_runs, 2);
+            h.shutdown().await;
+        }
     })
     .await;
 }
@@ -186,9 +218,10 @@ async fn bad_token_on_one_account_is_invisible_with_a_good_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permission_denied_is_a_403() {
     bounded(async {
-        let h = Harness::start(
-            Options::default().fault_all(None, error_at_start(Code::PermissionDenied)),
-        )
+        let h = Harness::start(Options {
+            configure: Some(no_rests),
+            ..Options::default().fault_all(None, error_at_start(Code::PermissionDenied))
+        })
         .await;
         let r = h.anthropic(&anthropic_text_request("hi", true)).await;
         assert_anthropic_error(&r, 403, "permission_error");
@@ -202,8 +235,11 @@ async fn permission_denied_is_a_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_internal_is_a_500_api_error() {
     bounded(async {
-        let h = Harness::start(Options::default().fault_all(None, error_at_start(Code::Internal)))
-            .await;
+        let h = Harness::start(Options {
+            configure: Some(no_rests),
+            ..Options::default().fault_all(None, error_at_start(Code::Internal))
+        })
+        .await;
         let r = h.anthropic(&anthropic_text_request("hi", false)).await;
         assert_anthropic_error(&r, 500, "api_error");
         let r = h.openai(&openai_text_request("hi", true)).await;
@@ -222,9 +258,10 @@ async fn upstream_internal_is_a_500_api_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_on_every_account_is_overloaded() {
     bounded(async {
-        let h = Harness::start(
-            Options::with_accounts(&["a", "b"]).fault_all(None, error_at_start(Code::Unavailable)),
-        )
+        let h = Harness::start(Options {
+            configure: Some(no_rests),
+            ..Options::with_accounts(&["a", "b"]).fault_all(None, error_at_start(Code::Unavailable))
+        })
         .await;
         let r = h.anthropic(&anthropic_text_request("hi", true)).await;
         assert_anthropic_error(&r, 529, "overloaded_error");
@@ -259,7 +296,11 @@ const LONG: &str = "a long answer please lorem 400";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_failure_after_the_first_byte_is_an_error_event() {
     bounded(async {
-        let h = Harness::start(Options::default().fault_all(None, error_mid_answer())).await;
+        let h = Harness::start(Options {
+            configure: Some(no_rests),
+            ..Options::default().fault_all(None, error_mid_answer())
+        })
+        .await;
         let r = h.anthropic(&anthropic_text_request(LONG, true)).await;
         let s = anthropic_stream(&r);
         assert!(!s.text.is_empty(), "text came before the failure: {s:?}");
@@ -291,7 +332,11 @@ async fn anthropic_failure_after_the_first_byte_is_an_error_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_failure_after_the_first_byte_is_an_error_chunk() {
     bounded(async {
-        let h = Harness::start(Options::default().fault_all(None, error_mid_answer())).await;
+        let h = Harness::start(Options {
+            configure: Some(no_rests),
+            ..Options::default().fault_all(None, error_mid_answer())
+        })
+        .await;
         let r = h.openai(&openai_text_request(LONG, true)).await;
         let s = openai_stream(&r);
         assert!(!s.content.is_empty(), "text came before the failure: {s:?}");
@@ -315,16 +360,21 @@ async fn openai_failure_after_the_first_byte_is_an_error_chunk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_before_the_first_byte_fails_over_invisibly() {
     bounded(async {
+        // With each fault: whether the sick account rests after failing (a 5xx or a broken
+        // connection does, for a minute; REFUSED_STREAM says nothing about the account).
         let faults = [
-            error_at_start(Code::Unavailable),
-            error_at_start(Code::Internal),
-            Fault::RstStream {
-                after_updates: 0,
-                code: 7,
-            },
-            Fault::DropConnection { after_updates: 0 },
+            (error_at_start(Code::Unavailable), true),
+            (error_at_start(Code::Internal), true),
+            (
+                Fault::RstStream {
+                    after_updates: 0,
+                    code: 7,
+                },
+                false,
+            ),
+            (Fault::DropConnection { after_updates: 0 }, true),
         ];
-        for fault in faults {
+        for (fault, rests) in faults {
             let h = Harness::start(
                 Options::with_accounts(&["sick", "healthy"]).fault_all(Some("sick"), fault.clone()),
             )
@@ -348,7 +398,8 @@ async fn failure_before_the_first_byte_fails_over_invisibly() {
                     "{fault:?}: {text}"
                 );
                 // A different conversation, so it is not sticky to the account that answered
-                // the first one and meets the sick account first too.
+                // the first one: round-robin gives it the sick account first unless that one
+                // is resting.
                 let prompt = format!("failover {i} (openai)");
                 let r = h.openai(&openai_text_request(&prompt, stream)).await;
                 if stream {
@@ -361,9 +412,12 @@ async fn failure_before_the_first_byte_fails_over_invisibly() {
             }
             let sick = h.account("sick");
             let healthy = h.account("healthy");
+            // Resting, the sick account is skipped after its one failure; not resting, it is
+            // met first by every request (it is always the least recently picked).
             assert_eq!(
-                sick.faults_injected, 4,
-                "every request met the sick account first: {fault:?}: {sick:?}"
+                sick.faults_injected,
+                if rests { 1 } else { 4 },
+                "{fault:?}: {sick:?}"
             );
             assert_eq!(sick.turns_completed, 0, "{fault:?}: {sick:?}");
             assert_eq!(healthy.turns_completed, 4, "{fault:?}: {healthy:?}");
@@ -434,7 +488,10 @@ async fn failure_in_a_resumed_turn_after_the_first_byte_is_an_error_event() {
 async fn stall_after_the_first_byte_is_an_error_event() {
     bounded(async {
         let h = Harness::start(Options {
-            configure: Some(|c| c.turn.stall_timeout = std::time::Duration::from_secs(2)),
+            configure: Some(|c| {
+                no_rests(c);
+                c.turn.stall_timeout = std::time::Duration::from_secs(2);
+            }),
             ..Options::default().fault_all(None, Fault::Stall { after_updates: 30 })
         })
         .await;
@@ -498,7 +555,11 @@ async fn transport_failures_after_the_first_byte_are_error_events() {
             Fault::DropConnection { after_updates: 30 },
         ];
         for fault in faults {
-            let h = Harness::start(Options::default().fault_all(None, fault.clone())).await;
+            let h = Harness::start(Options {
+                configure: Some(no_rests),
+                ..Options::default().fault_all(None, fault.clone())
+            })
+            .await;
             let s = anthropic_stream(&h.anthropic(&anthropic_text_request(LONG, true)).await);
             assert!(!s.text.is_empty(), "{fault:?}: {s:?}");
             assert!(
@@ -520,7 +581,10 @@ async fn transport_failures_after_the_first_byte_are_error_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pooled_connection_recovers_after_it_drops() {
     bounded(async {
-        let mut opts = Options::default();
+        let mut opts = Options {
+            configure: Some(no_rests),
+            ..Options::default()
+        };
         opts.faults.push(cursorpool_sim::model::FaultRule {
             account: None,
             runs: cursorpool_sim::model::FaultRuns::Next(1),
