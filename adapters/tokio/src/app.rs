@@ -2,9 +2,9 @@
 //! account's pooled upstream connection, and streams core's rendering back. Decisions about
 //! bytes (parsing, rendering, errors, what a run carries) are core's; this file moves them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::{self, ResponseBody};
+use crate::persist::AuthDir;
 use crate::run::{self, Control, EVENT_DEPTH};
 use crate::upstream::Upstream;
 
@@ -123,10 +124,18 @@ pub struct App {
     config: AppConfig,
     /// The conductor's account pool (locked only between awaits).
     pool: Mutex<Pool>,
-    /// Each account's pooled upstream connection.
-    upstreams: HashMap<AccountId, Arc<Upstream>>,
+    /// Each account's pooled upstream connection (accounts come and go with the auth
+    /// directory; locked only briefly, never across an await).
+    upstreams: Mutex<HashMap<AccountId, Arc<Upstream>>>,
     /// Each account's configured label (names it in the conversation store and in logs).
-    labels: HashMap<AccountId, String>,
+    labels: Mutex<HashMap<AccountId, String>>,
+    /// Where credential files live (set once by the serve wiring); changed records of the
+    /// accounts loaded from it are written back.
+    auth_dir: OnceLock<AuthDir>,
+    /// Accounts that came from a credential file (only those are written back).
+    file_accounts: Mutex<HashSet<AccountId>>,
+    /// Serializes write-backs of credential files.
+    auth_writes: Mutex<()>,
     parked: Mutex<ParkedTurns<ParkHandle>>,
     conversations: Mutex<ConversationStore<DynStorage>>,
     ids: Mutex<IdSource>,
@@ -219,8 +228,11 @@ impl App {
             ids: Mutex::new(IdSource::new(config.seed)),
             runs_started: AtomicUsize::new(0),
             pool: Mutex::new(pool),
-            upstreams,
-            labels,
+            upstreams: Mutex::new(upstreams),
+            labels: Mutex::new(labels),
+            auth_dir: OnceLock::new(),
+            file_accounts: Mutex::new(HashSet::new()),
+            auth_writes: Mutex::new(()),
             config,
         }))
     }
@@ -242,7 +254,7 @@ impl App {
 
     /// Upstream connections made so far over all accounts.
     pub fn upstream_connects(&self) -> u64 {
-        self.upstreams.values().map(|u| u.connects()).sum()
+        lock(&self.upstreams).values().map(|u| u.connects()).sum()
     }
 
     fn next_id(&self, f: impl FnOnce(&mut IdSource) -> String) -> String {
@@ -501,8 +513,7 @@ impl App {
         let Some(label) = stored else {
             return;
         };
-        let Some(id) = self
-            .labels
+        let Some(id) = lock(&self.labels)
             .iter()
             .find(|(_, l)| **l == label)
             .map(|(id, _)| *id)
@@ -523,8 +534,8 @@ impl App {
     /// What a run on `id` needs: the account's label, its upstream and the call's headers
     /// (built from the pool's current token). `None` when the token makes no valid header.
     fn attempt_parts(&self, id: AccountId) -> Option<(String, Arc<Upstream>, HeaderMap)> {
-        let label = self.labels.get(&id)?.clone();
-        let upstream = self.upstreams.get(&id)?.clone();
+        let label = lock(&self.labels).get(&id)?.clone();
+        let upstream = lock(&self.upstreams).get(&id)?.clone();
         let request_id = self.next_id(IdSource::uuid_v4);
         let built = self.with_pool(|p| {
             let record = p.record(id)?;
@@ -552,7 +563,7 @@ impl App {
         let Some(request) = self.with_pool(|p| p.record(id).and_then(refresh_request)) else {
             return;
         };
-        let Some(upstream) = self.upstreams.get(&id).cloned() else {
+        let Some(upstream) = lock(&self.upstreams).get(&id).cloned() else {
             return;
         };
         let mut h = HeaderMap::new();
@@ -648,17 +659,100 @@ impl App {
         }
     }
 
-    /// Runs `f` on the pool (never across an await) and handles the changes it queued.
+    /// Runs `f` on the pool (never across an await) and handles the changes it queued: the
+    /// changed records of accounts loaded from the auth directory are written back (after the
+    /// pool's lock is released).
     fn with_pool<T>(&self, f: impl FnOnce(&mut Pool) -> T) -> T {
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let out = f(&mut pool);
-        while let Some(PoolEvent::RecordChanged(id)) = pool.poll_event() {
-            // Accounts come from the configuration, not from files: nothing to write yet.
-            if let Some(r) = pool.record(id) {
-                tracing::info!(account = %id, disabled = ?r.disabled, "account changed");
+        let mut changed = Vec::new();
+        let out = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let out = f(&mut pool);
+            while let Some(PoolEvent::RecordChanged(id)) = pool.poll_event() {
+                if let Some(r) = pool.record(id) {
+                    tracing::info!(account = %id, disabled = ?r.disabled, "account changed");
+                    changed.push(id);
+                }
+            }
+            out
+        };
+        if let Some(dir) = self.auth_dir.get() {
+            // One writer at a time, each writing the record as it is now: the last write
+            // always holds the pool's latest record.
+            let _writing = lock(&self.auth_writes);
+            for id in changed {
+                if !lock(&self.file_accounts).contains(&id) {
+                    // Accounts from `--token` have no file: nothing to write.
+                    continue;
+                }
+                let current = {
+                    let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                    pool.record(id).cloned()
+                };
+                let Some(record) = current else {
+                    continue;
+                };
+                if let Err(e) = dir.write(&record) {
+                    tracing::warn!(account = %id, file = record.file_name(), error = %e, "cannot write the credential file");
+                }
             }
         }
         out
+    }
+
+    // ----- accounts from the auth directory ------------------------------------------------
+
+    /// Uses `dir` for the accounts loaded from it: their changed records (renewed tokens,
+    /// disabled) are written back there. Set once; later calls are ignored (`false`).
+    pub fn set_auth_dir(&self, dir: AuthDir) -> bool {
+        self.auth_dir.set(dir).is_ok()
+    }
+
+    /// Adds an account from a credential file, or replaces the record of the account with the
+    /// same key (its rests and usage are kept).
+    pub fn upsert_account(
+        &self,
+        record: AccountRecord,
+    ) -> Result<AccountId, crate::upstream::UpstreamError> {
+        let upstream = Arc::new(Upstream::new(
+            &self.config.upstream_url,
+            self.config.upstream_root_pem.as_deref(),
+        )?);
+        let label = record.label.clone().unwrap_or_else(|| record.key());
+        let id = self.with_pool(|p| p.upsert(record));
+        lock(&self.upstreams).entry(id).or_insert(upstream);
+        lock(&self.labels).insert(id, label);
+        lock(&self.file_accounts).insert(id);
+        Ok(id)
+    }
+
+    /// Removes the account whose key is `key` (its credential file went away). Runs already
+    /// on it finish; no new one starts. Whether there was such an account.
+    pub fn remove_account(&self, key: &str) -> bool {
+        let Some(id) = self.with_pool(|p| {
+            let id = p.find(key)?;
+            p.remove(id).map(|_| id)
+        }) else {
+            return false;
+        };
+        lock(&self.upstreams).remove(&id);
+        lock(&self.labels).remove(&id);
+        lock(&self.file_accounts).remove(&id);
+        true
+    }
+
+    /// Renews the access token of every account that is due (close to expiry, or rejected
+    /// since its last renewal). Returns how many were attempted.
+    pub async fn refresh_due(&self) -> usize {
+        let due = self.with_pool(|p| p.refresh_due(unix_now()));
+        for id in &due {
+            self.refresh(*id).await;
+        }
+        due.len()
+    }
+
+    /// The current record of the account whose key is `key` (tests, status).
+    pub fn account_record(&self, key: &str) -> Option<AccountRecord> {
+        self.with_pool(|p| p.find(key).and_then(|id| p.record(id).cloned()))
     }
 
     async fn reply(
@@ -907,6 +1001,10 @@ fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
     let mut resp = Response::new(ResponseBody::full(Bytes::from_static(text.as_bytes())));
     *resp.status_mut() = status;
     resp
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn unix_now() -> u64 {

@@ -33,6 +33,62 @@ pub enum Command {
     /// Run a real conversation with a tool call through the proxy against the embedded
     /// simulated Cursor backend, and print it. Needs no account.
     Demo,
+    /// Log in to a Cursor account in the browser and store its credential file in the auth
+    /// directory (picked up by a running `serve`).
+    Login(LoginArgs),
+}
+
+/// Options of `cursorpool login`.
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// Name of the account (the file becomes `cursor.<NAME>.json`; default: a hash of the
+    /// account's subject).
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+    /// Only print the login URL; do not try to open a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Where credential files are kept. Default: `~/.cursorpool/auth`.
+    #[arg(long, value_name = "DIR", env = "CURSORPOOL_AUTH_DIR")]
+    pub auth_dir: Option<PathBuf>,
+    /// Cursor's API base URL, polled for the login result.
+    #[arg(
+        long,
+        default_value = cursorpool_core::conductor::login::API_BASE,
+        env = "CURSORPOOL_UPSTREAM"
+    )]
+    pub upstream: String,
+    /// Extra trusted root certificate (PEM) for the upstream.
+    #[arg(long, value_name = "PEM_FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// The site the login page is on.
+    #[arg(long, value_name = "URL", default_value = cursorpool_core::conductor::login::LOGIN_SITE)]
+    pub login_site: String,
+}
+
+impl LoginArgs {
+    /// The login these options describe (default poll schedule, progress dots on).
+    pub fn login_options(&self) -> Result<crate::login::LoginOptions, CliError> {
+        let upstream_root_pem = match &self.upstream_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|source| CliError::Read {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(crate::login::LoginOptions {
+            label: self.label.clone(),
+            auth_dir: self
+                .auth_dir
+                .clone()
+                .unwrap_or_else(crate::persist::default_auth_dir),
+            upstream: self.upstream.clone(),
+            upstream_root_pem,
+            login_site: self.login_site.clone(),
+            schedule: cursorpool_core::conductor::login::PollSchedule::new(),
+            progress: true,
+        })
+    }
 }
 
 /// Options of `cursorpool serve`.
@@ -63,6 +119,10 @@ pub struct ServeArgs {
     /// A file with one `[LABEL=]TOKEN` per line.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Where credential files (`cursorpool login`) are kept; every one is served, and files
+    /// added, changed or removed while serving are picked up. Default: `~/.cursorpool/auth`.
+    #[arg(long, value_name = "DIR", env = "CURSORPOOL_AUTH_DIR")]
+    pub auth_dir: Option<PathBuf>,
     /// Map a client model to a Cursor model: `CLIENT=CURSOR` (repeatable).
     #[arg(long = "model", value_name = "CLIENT=CURSOR")]
     pub models: Vec<String>,
@@ -112,6 +172,13 @@ pub enum CliError {
 }
 
 impl ServeArgs {
+    /// The auth directory to serve.
+    pub fn auth_dir(&self) -> PathBuf {
+        self.auth_dir
+            .clone()
+            .unwrap_or_else(crate::persist::default_auth_dir)
+    }
+
     /// The proxy configuration these options describe.
     pub fn app_config(&self) -> Result<AppConfig, CliError> {
         let mut tokens = self.tokens.clone();

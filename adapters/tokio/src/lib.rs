@@ -3,9 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth_sync;
 pub mod body;
 pub mod cli;
 pub mod demo;
+pub mod login;
 pub mod persist;
 pub mod run;
 pub mod server;

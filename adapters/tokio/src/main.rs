@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cursorpool_tokio::cli::{Cli, Command, demo_config};
-use cursorpool_tokio::{app::App, demo, server};
+use cursorpool_tokio::persist::AuthDir;
+use cursorpool_tokio::{app::App, auth_sync, demo, login, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -39,6 +40,22 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            Command::Login(args) => {
+                let opts = match args.login_options() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        eprintln!("cursorpool: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                match login::cli(&opts, args.no_browser).await {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("cursorpool login: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             Command::Serve(args) => {
                 let config = match args.app_config() {
                     Ok(c) => c,
@@ -47,10 +64,6 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
-                if config.accounts.is_empty() {
-                    eprintln!("cursorpool: no Cursor account: pass --token or --token-file");
-                    return ExitCode::from(2);
-                }
                 let app = match App::new(config) {
                     Ok(a) => a,
                     Err(e) => {
@@ -58,6 +71,20 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
+                let auth_dir = AuthDir::new(args.auth_dir());
+                auth_sync::load(&app, &auth_dir).await;
+                if app.pool_status().accounts.is_empty() {
+                    eprintln!(
+                        "cursorpool: no Cursor account: run `cursorpool login`, or pass --token or --token-file"
+                    );
+                    return ExitCode::from(2);
+                }
+                let _auth_tasks = auth_sync::spawn(
+                    &app,
+                    &auth_dir,
+                    auth_sync::WATCH_INTERVAL,
+                    auth_sync::REFRESH_INTERVAL,
+                );
                 let listener = match tokio::net::TcpListener::bind(args.listen).await {
                     Ok(l) => l,
                     Err(e) => {

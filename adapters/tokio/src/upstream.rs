@@ -227,6 +227,18 @@ impl Upstream {
         headers: &HeaderMap,
         end_of_stream: bool,
     ) -> Result<(ResponseFuture, SendStream<Bytes>), UpstreamError> {
+        self.open_with(Method::POST, path, headers, end_of_stream)
+            .await
+    }
+
+    /// [`Upstream::open`] with any method (`path` may carry a query).
+    async fn open_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        end_of_stream: bool,
+    ) -> Result<(ResponseFuture, SendStream<Bytes>), UpstreamError> {
         let uri = self.target.uri(path)?;
         let mut last_err = None;
         for _ in 0..2 {
@@ -242,7 +254,7 @@ impl Upstream {
             };
             let mut ready = ready;
             let mut req = Request::builder()
-                .method(Method::POST)
+                .method(method.clone())
                 .uri(uri.clone())
                 .body(())
                 .map_err(|_| UpstreamError::BadBaseUrl(path.to_owned()))?;
@@ -275,6 +287,25 @@ impl Upstream {
             send.reserve_capacity(body.len());
             send.send_data(body, true)?;
         }
+        let response = response.await?;
+        let status = response.status().as_u16();
+        let (parts, recv) = response.into_parts();
+        let body = read_bounded(recv, max_len).await?;
+        Ok((status, parts.headers, body))
+    }
+}
+
+impl Upstream {
+    /// One `GET path` (with its query, e.g. the login poll): returns the status, headers and
+    /// whole response body (bounded by `max_len`). The path may carry credentials: it is
+    /// never logged.
+    pub async fn get(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        max_len: usize,
+    ) -> Result<(u16, HeaderMap, Bytes), UpstreamError> {
+        let (response, _send) = self.open_with(Method::GET, path, headers, true).await?;
         let response = response.await?;
         let status = response.status().as_u16();
         let (parts, recv) = response.into_parts();
