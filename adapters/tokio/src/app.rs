@@ -14,7 +14,7 @@ use cursorpool_core::classify::Classification;
 use cursorpool_core::conductor::account::client_fingerprint;
 use cursorpool_core::conductor::refresh::{RefreshFailure, parse_refresh, refresh_request};
 use cursorpool_core::conductor::{
-    AccountId, AccountRecord, Attempts, Pool, PoolConfig, PoolEvent, PoolStatus, Secret,
+    AccountId, AccountRecord, Attempts, Pool, PoolConfig, PoolEvent, PoolState, PoolStatus, Secret,
     TokenGrant, UsageRecord, Verdict,
 };
 use cursorpool_core::conversation::{
@@ -70,6 +70,15 @@ pub struct AppConfig {
     pub max_history_bytes: Option<usize>,
     /// The conductor's settings: selection strategy, rest periods, sticky conversations.
     pub pool: PoolConfig,
+    /// Client API keys; when any is set, every `/v1/*` request must carry one (`x-api-key`
+    /// or `Authorization: Bearer`). Empty: any client is served.
+    pub api_keys: Vec<String>,
+    /// The management API's secret (`None`: `/v0/management` is off, 404).
+    pub management_secret: Option<String>,
+    /// The site a management-API login sends the user to.
+    pub login_site: String,
+    /// Poll delays of a management-API login.
+    pub login_schedule: cursorpool_core::conductor::login::PollSchedule,
 }
 
 /// A conversation storage the proxy can flush at shutdown.
@@ -140,6 +149,8 @@ pub struct App {
     conversations: Mutex<ConversationStore<DynStorage>>,
     ids: Mutex<IdSource>,
     runs_started: AtomicUsize,
+    /// The management API's throttle and logins in progress.
+    management: crate::management::Management,
 }
 
 type HttpResponse = Response<ResponseBody>;
@@ -233,6 +244,7 @@ impl App {
             auth_dir: OnceLock::new(),
             file_accounts: Mutex::new(HashSet::new()),
             auth_writes: Mutex::new(()),
+            management: crate::management::Management::default(),
             config,
         }))
     }
@@ -245,6 +257,36 @@ impl App {
     /// The conductor's view of the accounts: state, rests, last error, usage (no credential).
     pub fn pool_status(&self) -> PoolStatus {
         self.with_pool(|p| p.status(Instant::now(), unix_now()))
+    }
+
+    /// The pool's state to save (rests, backoff, usage, sticky bindings; no credential).
+    pub fn pool_state(&self) -> PoolState {
+        self.with_pool(|p| p.state(Instant::now(), unix_now()))
+    }
+
+    /// Continues a saved pool state (accounts matched by key; unknown ones are ignored).
+    pub fn restore_pool_state(&self, state: &PoolState) {
+        self.with_pool(|p| p.restore(state, Instant::now(), unix_now()));
+    }
+
+    /// The configuration served.
+    pub(crate) fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    /// The management API's state.
+    pub(crate) fn management(&self) -> &crate::management::Management {
+        &self.management
+    }
+
+    /// The auth directory, once set.
+    pub(crate) fn auth_dir(&self) -> Option<&AuthDir> {
+        self.auth_dir.get()
+    }
+
+    /// Whether the account came from a credential file.
+    pub(crate) fn is_file_account(&self, id: AccountId) -> bool {
+        lock(&self.file_accounts).contains(&id)
     }
 
     /// Tool calls waiting for their results.
@@ -296,6 +338,19 @@ impl App {
         } else {
             ApiKind::Anthropic
         };
+        if path == "/v0/management" || path.starts_with("/v0/management/") {
+            drop(body);
+            return crate::management::handle(self, parts).await;
+        }
+        if path.starts_with("/v1/")
+            && !crate::client_auth::authorized(&self.config.api_keys, &parts.headers)
+        {
+            let api = match path.as_str() {
+                "/v1/models" if !parts.headers.contains_key("anthropic-version") => ApiKind::OpenAi,
+                _ => api,
+            };
+            return error_response(api, &crate::client_auth::rejection());
+        }
         match (&parts.method, path.as_str()) {
             (&Method::HEAD | &Method::GET, "/") => plain(StatusCode::OK, "cursorpool\n"),
             (&Method::GET, "/v1/models") => {
@@ -662,7 +717,7 @@ impl App {
     /// Runs `f` on the pool (never across an await) and handles the changes it queued: the
     /// changed records of accounts loaded from the auth directory are written back (after the
     /// pool's lock is released).
-    fn with_pool<T>(&self, f: impl FnOnce(&mut Pool) -> T) -> T {
+    pub(crate) fn with_pool<T>(&self, f: impl FnOnce(&mut Pool) -> T) -> T {
         let mut changed = Vec::new();
         let out = {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());

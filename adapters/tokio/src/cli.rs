@@ -113,6 +113,7 @@ pub struct ServeArgs {
         long = "token",
         value_name = "[LABEL=]TOKEN",
         env = "CURSORPOOL_TOKENS",
+        hide_env_values = true,
         value_delimiter = ','
     )]
     pub tokens: Vec<String>,
@@ -153,6 +154,25 @@ pub struct ServeArgs {
     /// messages beyond this many bytes, with a marker saying so. Default: never cut.
     #[arg(long, value_name = "BYTES")]
     pub max_history_bytes: Option<usize>,
+    /// A client API key (repeatable): when any is set, requests must carry one in `x-api-key`
+    /// or `Authorization: Bearer`. Default: every client is served (fine on localhost only).
+    #[arg(
+        long = "api-key",
+        value_name = "KEY",
+        env = "CURSORPOOL_API_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub api_keys: Vec<String>,
+    /// The management API's secret (`Authorization: Bearer` or `x-management-key`). Without
+    /// it `/v0/management` is off.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "CURSORPOOL_MANAGEMENT_SECRET",
+        hide_env_values = true
+    )]
+    pub management_secret: Option<String>,
 }
 
 /// Why the command line cannot be used. Blame: the user's invocation; exit code 2.
@@ -251,6 +271,15 @@ impl ServeArgs {
             },
             max_history_bytes: self.max_history_bytes,
             pool: PoolConfig::default(),
+            api_keys: self
+                .api_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .cloned()
+                .collect(),
+            management_secret: self.management_secret.clone().filter(|s| !s.is_empty()),
+            login_site: cursorpool_core::conductor::login::LOGIN_SITE.to_owned(),
+            login_schedule: cursorpool_core::conductor::login::PollSchedule::new(),
         })
     }
 }
@@ -294,5 +323,9 @@ pub fn demo_config() -> AppConfig {
         state_dir: None,
         max_history_bytes: None,
         pool: PoolConfig::default(),
+        api_keys: Vec::new(),
+        management_secret: None,
+        login_site: cursorpool_core::conductor::login::LOGIN_SITE.to_owned(),
+        login_schedule: cursorpool_core::conductor::login::PollSchedule::new(),
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use cursorpool_tokio::cli::{Cli, Command, demo_config};
 use cursorpool_tokio::persist::AuthDir;
-use cursorpool_tokio::{app::App, auth_sync, demo, login, server};
+use cursorpool_tokio::{app::App, auth_sync, demo, login, pool_state, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -64,6 +64,17 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
+                let state_dir = config.state_dir.clone();
+                if !args.listen.ip().is_loopback() && config.api_keys.is_empty() {
+                    let warning = format!(
+                        "cursorpool: WARNING: listening on {} (not loopback) WITHOUT client API keys: \
+                         anyone who can reach this address can use your Cursor accounts. \
+                         Set --api-key (or CURSORPOOL_API_KEYS).",
+                        args.listen
+                    );
+                    eprintln!("\n*** {warning}\n");
+                    tracing::warn!("{warning}");
+                }
                 let app = match App::new(config) {
                     Ok(a) => a,
                     Err(e) => {
@@ -79,6 +90,12 @@ fn main() -> ExitCode {
                     );
                     return ExitCode::from(2);
                 }
+                if let Some(dir) = &state_dir {
+                    pool_state::load(&app, dir).await;
+                }
+                let _state_saver = state_dir
+                    .as_deref()
+                    .map(|dir| pool_state::spawn(&app, dir, pool_state::SAVE_INTERVAL));
                 let _auth_tasks = auth_sync::spawn(
                     &app,
                     &auth_dir,
@@ -95,6 +112,11 @@ fn main() -> ExitCode {
                 tracing::info!("cursorpool listening on http://{}", args.listen);
                 server::serve(listener, app.clone(), shutdown_signal()).await;
                 app.flush();
+                if let Some(dir) = &state_dir
+                    && let Err(e) = pool_state::save(&app, dir).await
+                {
+                    eprintln!("cursorpool: cannot save the pool state: {e}");
+                }
                 ExitCode::SUCCESS
             }
         }

@@ -1,0 +1,71 @@
+//! The pool's state across restarts: rests, backoff levels, usage and sticky bindings are
+//! loaded from `<state dir>/` at start (after the accounts, which they are matched to by key)
+//! and saved periodically and at shutdown.
+
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::app::App;
+use crate::persist::{PoolStateFile, pool_state_path};
+
+/// How often the pool's state is saved while serving.
+pub const SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Restores the state saved under `state_dir` into `app`'s pool; whether there was one.
+pub async fn load(app: &App, state_dir: &Path) -> bool {
+    let file = PoolStateFile::new(pool_state_path(state_dir));
+    let state = tokio::task::spawn_blocking(move || file.load())
+        .await
+        .ok()
+        .flatten();
+    match state {
+        Some(state) => {
+            app.restore_pool_state(&state);
+            tracing::info!(accounts = state.accounts.len(), "pool state restored");
+            true
+        }
+        None => false,
+    }
+}
+
+/// Saves `app`'s pool state under `state_dir` (atomically, mode 0600).
+pub async fn save(app: &App, state_dir: &Path) -> std::io::Result<()> {
+    let file = PoolStateFile::new(pool_state_path(state_dir));
+    let state = app.pool_state();
+    tokio::task::spawn_blocking(move || file.save(&state))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The periodic saver of [`spawn`]; dropping it stops it.
+#[derive(Debug)]
+pub struct SaverTask(JoinHandle<()>);
+
+impl Drop for SaverTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Saves the pool state every `interval` (the first time after one interval) until `app` is
+/// dropped or the returned task is.
+pub fn spawn(app: &Arc<App>, state_dir: &Path, interval: Duration) -> SaverTask {
+    let weak: Weak<App> = Arc::downgrade(app);
+    let dir = state_dir.to_path_buf();
+    SaverTask(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(app) = weak.upgrade() else {
+                return;
+            };
+            if let Err(e) = save(&app, &dir).await {
+                tracing::warn!(error = %e, "cannot save the pool state");
+            }
+        }
+    }))
+}
