@@ -12,7 +12,9 @@ use cursorpool_core::api::{self, ApiError, ErrorType, anthropic, openai};
 use cursorpool_core::chat::{ApiKind, ChatRequest, ReplyEvent};
 use cursorpool_core::classify::Classification;
 use cursorpool_core::conductor::account::client_fingerprint;
-use cursorpool_core::conductor::refresh::{RefreshFailure, parse_refresh, refresh_request};
+use cursorpool_core::conductor::refresh::{
+    RefreshFailure, TokenRequest, parse_refresh, refresh_request,
+};
 use cursorpool_core::conductor::{
     AccountId, AccountRecord, Attempts, Pool, PoolConfig, PoolEvent, PoolState, PoolStatus, Secret,
     TokenGrant, UsageRecord, Verdict,
@@ -339,8 +341,7 @@ impl App {
             ApiKind::Anthropic
         };
         if path == "/v0/management" || path.starts_with("/v0/management/") {
-            drop(body);
-            return crate::management::handle(self, parts).await;
+            return crate::management::handle(self, parts, body).await;
         }
         if path.starts_with("/v1/")
             && !crate::client_auth::authorized(&self.config.api_keys, &parts.headers)
@@ -621,38 +622,7 @@ impl App {
         let Some(upstream) = lock(&self.upstreams).get(&id).cloned() else {
             return;
         };
-        let mut h = HeaderMap::new();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        if let Some(bearer) = &request.bearer {
-            match http::HeaderValue::from_str(&format!("Bearer {}", bearer.expose())) {
-                Ok(mut v) => {
-                    v.set_sensitive(true);
-                    h.insert(http::header::AUTHORIZATION, v);
-                }
-                Err(_) => {
-                    let failure = RefreshFailure::Rejected(
-                        "the credential is not a valid header value".to_owned(),
-                    );
-                    self.with_pool(|p| p.report_refresh_failed(id, &failure, Instant::now()));
-                    return;
-                }
-            }
-        }
-        let answer = upstream
-            .unary(
-                request.path,
-                &h,
-                Bytes::from(request.body),
-                REFRESH_ANSWER_LIMIT,
-            )
-            .await;
-        let result = match answer {
-            Ok((status, _, body)) => parse_refresh(request.method, status, &body),
-            Err(e) => Err(RefreshFailure::Transient(e.to_string())),
-        };
+        let result = token_call(&upstream, request).await;
         match result {
             Ok(grant) => {
                 let ok = self.with_pool(|p| p.update_tokens(id, &grant, unix_now()));
@@ -1003,6 +973,39 @@ fn client_key(headers: &HeaderMap) -> String {
         .map(|v| v.as_bytes().to_vec())
         .unwrap_or_default();
     hex::encode(&Sha256::digest(&raw)[..16])
+}
+
+/// Sends one token call (refresh or API-key exchange, spec §7.3/§7.4) over `upstream` and
+/// reads its answer. Neither the bearer nor the answer is logged.
+pub(crate) async fn token_call(
+    upstream: &Upstream,
+    request: TokenRequest,
+) -> Result<TokenGrant, RefreshFailure> {
+    let mut h = HeaderMap::new();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Some(bearer) = &request.bearer {
+        let mut v =
+            http::HeaderValue::from_str(&format!("Bearer {}", bearer.expose())).map_err(|_| {
+                RefreshFailure::Rejected("the credential is not a valid header value".to_owned())
+            })?;
+        v.set_sensitive(true);
+        h.insert(http::header::AUTHORIZATION, v);
+    }
+    match upstream
+        .unary(
+            request.path,
+            &h,
+            Bytes::from(request.body),
+            REFRESH_ANSWER_LIMIT,
+        )
+        .await
+    {
+        Ok((status, _, body)) => parse_refresh(request.method, status, &body),
+        Err(e) => Err(RefreshFailure::Transient(e.to_string())),
+    }
 }
 
 async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, ApiError> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cursorpool_core::conductor::PoolConfig;
+use cursorpool_core::conductor::{PoolConfig, Strategy};
 use cursorpool_core::conversation::StoreConfig;
 use cursorpool_core::headers::ClientIdentity;
 use cursorpool_core::turn::{ModelMap, TurnConfig};
@@ -48,10 +48,20 @@ pub struct LoginArgs {
     /// Only print the login URL; do not try to open a browser.
     #[arg(long)]
     pub no_browser: bool,
+    /// Add the account by a Cursor API key instead of the browser login: the key is
+    /// exchanged for tokens (and kept in the credential file to renew them). Prefer the
+    /// environment: command lines are visible to other users.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CURSOR_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
     /// Where credential files are kept. Default: `~/.cursorpool/auth`.
     #[arg(long, value_name = "DIR", env = "CURSORPOOL_AUTH_DIR")]
     pub auth_dir: Option<PathBuf>,
-    /// Cursor's API base URL, polled for the login result.
+    /// Cursor's API base URL, polled for the login result (or asked to exchange the API key).
     #[arg(
         long,
         default_value = cursorpool_core::conductor::login::API_BASE,
@@ -173,6 +183,32 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub management_secret: Option<String>,
+    /// How an account is picked among the usable ones of the highest priority.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = RoutingStrategy::RoundRobin,
+        env = "CURSORPOOL_ROUTING_STRATEGY"
+    )]
+    pub routing_strategy: RoutingStrategy,
+}
+
+/// `--routing-strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoutingStrategy {
+    /// Spread requests over the accounts (the least recently picked first).
+    RoundRobin,
+    /// Use the first account until it rests, then the next.
+    FillFirst,
+}
+
+impl From<RoutingStrategy> for Strategy {
+    fn from(s: RoutingStrategy) -> Self {
+        match s {
+            RoutingStrategy::RoundRobin => Strategy::RoundRobin,
+            RoutingStrategy::FillFirst => Strategy::FillFirst,
+        }
+    }
 }
 
 /// Why the command line cannot be used. Blame: the user's invocation; exit code 2.
@@ -270,7 +306,10 @@ impl ServeArgs {
                 )
             },
             max_history_bytes: self.max_history_bytes,
-            pool: PoolConfig::default(),
+            pool: PoolConfig {
+                strategy: self.routing_strategy.into(),
+                ..PoolConfig::default()
+            },
             api_keys: self
                 .api_keys
                 .iter()

@@ -5,12 +5,13 @@
 //! Neither the verifier (it is in the poll URL) nor a token is ever printed or logged.
 
 use std::io::{self, Read as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cursorpool_core::conductor::login::{LoginError, LoginPoller, PkceLogin, PollSchedule};
 use cursorpool_core::conductor::login::{POLL_MAX_ERRORS, PollStep};
-use cursorpool_core::conductor::{AccountRecord, account::AccountError};
+use cursorpool_core::conductor::refresh::{RefreshFailure, exchange_request};
+use cursorpool_core::conductor::{AccountRecord, Secret, account::AccountError};
 use http::HeaderMap;
 
 use crate::persist::AuthDir;
@@ -20,6 +21,8 @@ use crate::upstream::{Upstream, UpstreamError};
 const POLL_ANSWER_LIMIT: usize = 64 * 1024;
 /// Bound on one poll request.
 const POLL_REQUEST_LIMIT: Duration = Duration::from_secs(30);
+/// Bound on one API-key exchange.
+const EXCHANGE_LIMIT: Duration = Duration::from_secs(30);
 
 /// What a login needs.
 #[derive(Debug, Clone)]
@@ -76,6 +79,9 @@ pub enum LoginFailure {
     /// The login did not complete.
     #[error("{0}")]
     Login(#[from] LoginError),
+    /// The API key could not be exchanged for tokens.
+    #[error("cannot add the account by API key: {0}")]
+    Exchange(RefreshFailure),
     /// The credential file could not be written.
     #[error("cannot write the credential file in {dir}: {source}")]
     Write {
@@ -152,10 +158,16 @@ pub async fn run(
     if opts.progress {
         eprintln!();
     }
-    let mut record = AccountRecord::from_grant(grant, opts.label.clone(), unix_now())?;
-    let dir = AuthDir::new(&opts.auth_dir);
+    let record = AccountRecord::from_grant(grant, opts.label.clone(), unix_now())?;
+    store(&opts.auth_dir, record).await
+}
+
+/// Writes `record`'s credential file (mode 0600) in `auth_dir`; an account already there
+/// keeps its priority.
+pub async fn store(auth_dir: &Path, mut record: AccountRecord) -> Result<LoginDone, LoginFailure> {
+    let dir = AuthDir::new(auth_dir);
     let write_err = |source| LoginFailure::Write {
-        dir: opts.auth_dir.clone(),
+        dir: auth_dir.to_path_buf(),
         source,
     };
     // Logging in again to a known account keeps its priority.
@@ -178,6 +190,56 @@ pub async fn run(
         .map_err(|e| write_err(io::Error::other(e)))?
         .map_err(write_err)?;
     Ok(LoginDone { path, record })
+}
+
+/// Exchanges a Cursor API key for tokens (spec §7.3) over `upstream` and makes the account's
+/// record from them. The record keeps the key, so later refreshes exchange it again. Neither
+/// the key nor a token is logged or part of an error.
+pub async fn exchange_api_key(
+    upstream: &Upstream,
+    api_key: &Secret,
+    label: Option<String>,
+) -> Result<AccountRecord, LoginFailure> {
+    if let Some(label) = &label {
+        cursorpool_core::conductor::account::validate_label(label)?;
+    }
+    if api_key.is_empty() {
+        return Err(LoginFailure::Exchange(RefreshFailure::Rejected(
+            "the API key is empty".to_owned(),
+        )));
+    }
+    let grant = tokio::time::timeout(
+        EXCHANGE_LIMIT,
+        crate::app::token_call(upstream, exchange_request(api_key)),
+    )
+    .await
+    .map_err(|_| {
+        LoginFailure::Exchange(RefreshFailure::Transient(
+            "the exchange did not answer in time".to_owned(),
+        ))
+    })?
+    .map_err(LoginFailure::Exchange)?;
+    let mut record = AccountRecord::from_grant(grant, label, unix_now())?;
+    record.api_key = Some(api_key.clone());
+    Ok(record)
+}
+
+/// `cursorpool login --api-key`: exchanges the key against `opts.upstream`, writes the
+/// credential file in `opts.auth_dir` and says which.
+pub async fn cli_api_key(opts: &LoginOptions, api_key: &Secret) -> Result<LoginDone, LoginFailure> {
+    let upstream = Upstream::new(&opts.upstream, opts.upstream_root_pem.as_deref())?;
+    let record = exchange_api_key(&upstream, api_key, opts.label.clone()).await?;
+    let done = store(&opts.auth_dir, record).await?;
+    let who = done
+        .record
+        .email
+        .clone()
+        .unwrap_or_else(|| done.record.subject.clone());
+    say(&format!(
+        "Added {who} by API key; credentials written to {}",
+        done.path.display()
+    ));
+    Ok(done)
 }
 
 /// Tries to open `url` in the user's browser (`open` on macOS, else `xdg-open`); failing is

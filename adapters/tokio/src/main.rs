@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use cursorpool_core::conductor::Secret;
 use cursorpool_tokio::cli::{Cli, Command, demo_config};
 use cursorpool_tokio::persist::AuthDir;
 use cursorpool_tokio::{app::App, auth_sync, demo, login, pool_state, server};
@@ -48,7 +49,11 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
-                match login::cli(&opts, args.no_browser).await {
+                let result = match args.api_key.as_deref().filter(|k| !k.is_empty()) {
+                    Some(key) => login::cli_api_key(&opts, &Secret::new(key)).await,
+                    None => login::cli(&opts, args.no_browser).await,
+                };
+                match result {
                     Ok(_) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("cursorpool login: {e}");

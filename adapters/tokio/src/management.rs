@@ -11,6 +11,9 @@
 //! - `GET accounts`: the pool's status (state, rests, last error, usage).
 //! - `POST accounts/{id}/enable|disable|reset`, `DELETE accounts/{id}` (an account from the
 //!   auth directory loses its credential file too).
+//! - `POST accounts` with `{"api_key", "label"?}`: exchanges the key for tokens (spec §7.3),
+//!   writes the credential file when there is an auth directory, adds the account to the pool
+//!   (or updates it) and answers its status.
 //! - `GET usage`: per account (total, by model, by client) and per client.
 //! - `GET cursor-auth-url?label=NAME`: starts a browser login; answers `{"url", "state"}`.
 //! - `GET cursor-auth-status?state=ID`: `{"status": "pending"|"done"|"failed", "file"?,
@@ -21,15 +24,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cursorpool_core::conductor::AccountId;
+use cursorpool_core::conductor::refresh::RefreshFailure;
+use cursorpool_core::conductor::{AccountId, Secret};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::body::ResponseBody;
 use crate::client_auth::{bearer, constant_time_eq};
-use crate::login::{self, LoginOptions};
+use crate::login::{self, LoginFailure, LoginOptions};
+use crate::upstream::Upstream;
 
 /// Wrong secrets tolerated per window.
 pub(crate) const MAX_FAILURES: u32 = 5;
@@ -37,6 +43,8 @@ pub(crate) const MAX_FAILURES: u32 = 5;
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 /// Logins whose outcome is remembered (the oldest are forgotten).
 const MAX_LOGINS: usize = 64;
+/// Largest body of `POST accounts`.
+const ADD_BODY_LIMIT: usize = 64 * 1024;
 /// Bound on a login announcing its URL.
 const LOGIN_START_LIMIT: Duration = Duration::from_secs(30);
 
@@ -107,7 +115,11 @@ impl Management {
 }
 
 /// Serves one request under `/v0/management`.
-pub(crate) async fn handle(app: Arc<App>, parts: Parts) -> HttpResponse {
+pub(crate) async fn handle(
+    app: Arc<App>,
+    parts: Parts,
+    body: hyper::body::Incoming,
+) -> HttpResponse {
     let Some(secret) = app.config().management_secret.clone() else {
         return error(StatusCode::NOT_FOUND, "not found");
     };
@@ -150,6 +162,7 @@ pub(crate) async fn handle(app: Arc<App>, parts: Parts) -> HttpResponse {
         (&Method::GET, ["accounts"]) => {
             ok(serde_json::to_value(app.pool_status()).unwrap_or_default())
         }
+        (&Method::POST, ["accounts"]) => add_by_api_key(&app, body).await,
         (&Method::GET, ["usage"]) => usage(&app),
         (&Method::POST, ["accounts", id, action]) => account_action(&app, id, action),
         (&Method::DELETE, ["accounts", id]) => delete_account(&app, id).await,
@@ -232,6 +245,76 @@ async fn delete_account(app: &App, id: &str) -> HttpResponse {
     }
     tracing::info!(account = %id, file_deleted, "account deleted through the management API");
     ok(json!({"deleted": removed, "key": key, "file_deleted": file_deleted}))
+}
+
+/// `POST accounts` `{"api_key": "...", "label": "..."}`.
+async fn add_by_api_key(app: &App, body: hyper::body::Incoming) -> HttpResponse {
+    let bytes = match http_body_util::Limited::new(body, ADD_BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the request body is unreadable or too large",
+            );
+        }
+    };
+    // A parser's message could quote the body (and so the key): not shown.
+    let parsed = serde_json::from_slice::<Value>(&bytes).ok();
+    let api_key = parsed.as_ref().and_then(|v| v["api_key"].as_str());
+    let label = parsed.as_ref().map(|v| &v["label"]);
+    let (Some(api_key), Some(label @ (Value::Null | Value::String(_)))) = (api_key, label) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected a JSON object {\"api_key\": \"...\", \"label\": \"...\"}",
+        );
+    };
+    let key = Secret::new(api_key);
+    let label = label.as_str().filter(|l| !l.is_empty()).map(str::to_owned);
+    let config = app.config();
+    let upstream = match Upstream::new(&config.upstream_url, config.upstream_root_pem.as_deref()) {
+        Ok(u) => u,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let record = match login::exchange_api_key(&upstream, &key, label).await {
+        Ok(r) => r,
+        Err(e) => {
+            let status = match &e {
+                LoginFailure::Account(_) | LoginFailure::Exchange(RefreshFailure::Rejected(_)) => {
+                    StatusCode::BAD_REQUEST
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            tracing::info!("management API: adding an account by API key failed: {e}");
+            return error(status, &e.to_string());
+        }
+    };
+    let mut file = None;
+    let record = match app.auth_dir() {
+        Some(dir) => match login::store(dir.path(), record).await {
+            Ok(done) => {
+                file = done
+                    .path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned());
+                done.record
+            }
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        },
+        None => record,
+    };
+    let id = match app.upsert_account(record) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    tracing::info!(account = %id, file = ?file, "account added by API key through the management API");
+    let mut status = account_json(app, id);
+    if let (Some(obj), Some(file)) = (status.as_object_mut(), file) {
+        obj.insert("file".to_owned(), Value::String(file));
+    }
+    ok(status)
 }
 
 async fn start_login(app: &Arc<App>, label: Option<String>) -> HttpResponse {
