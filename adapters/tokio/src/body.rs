@@ -1,67 +1,35 @@
-//! Response bodies fed from a channel: the task that drives a turn pushes rendered bytes, hyper
-//! pulls them. When the client goes away hyper drops the body, the channel closes, and the
-//! driving task sees its next send fail — that is how a disconnect reaches the turn.
+//! The host's answers as hyper bodies, and request bodies read within the host's limit.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use cursorpool_host::app::BodyError;
+use cursorpool_host::body::{BodyReceiver, ResponseBody};
+use futures_lite::Stream as _;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::mpsc;
+use http_body_util::BodyExt as _;
 
-/// A streamed response body.
+/// A host response body as hyper writes it.
 #[derive(Debug)]
-pub struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
+pub enum HyperBody {
+    /// Known in full (taken on the first poll).
+    Full(Option<Bytes>),
+    /// Streamed: when hyper drops it (client gone) the channel closes and the renderer stops.
+    Stream(Pin<Box<BodyReceiver>>),
 }
 
-/// The sending half: `send` fails once the client is gone.
-pub type BodySender = mpsc::Sender<Bytes>;
-
-/// A body and its sender. `depth` bounds how far rendering may run ahead of the socket.
-pub fn channel(depth: usize) -> (BodySender, ChannelBody) {
-    let (tx, rx) = mpsc::channel(depth);
-    (tx, ChannelBody { rx })
-}
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+impl From<ResponseBody> for HyperBody {
+    fn from(b: ResponseBody) -> Self {
+        match b {
+            ResponseBody::Full(b) => Self::Full(Some(b)),
+            ResponseBody::Stream(rx) => Self::Stream(Box::pin(rx)),
         }
     }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
 }
 
-/// Either a complete body or a streamed one.
-#[derive(Debug)]
-pub enum ResponseBody {
-    /// Known in full (JSON answers, errors).
-    Full(Option<Bytes>),
-    /// Streamed (SSE).
-    Stream(ChannelBody),
-}
-
-impl ResponseBody {
-    /// A complete body.
-    pub fn full(bytes: impl Into<Bytes>) -> Self {
-        Self::Full(Some(bytes.into()))
-    }
-}
-
-impl Body for ResponseBody {
+impl Body for HyperBody {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -71,7 +39,11 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream(s) => Pin::new(s).poll_frame(cx),
+            Self::Stream(rx) => match rx.as_mut().poll_next(cx) {
+                Poll::Ready(Some(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -85,5 +57,14 @@ impl Body for ResponseBody {
             Self::Full(None) => SizeHint::with_exact(0),
             Self::Stream(_) => SizeHint::default(),
         }
+    }
+}
+
+/// Reads a whole request body, at most `limit` bytes.
+pub async fn read(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Unreadable(e.to_string())),
     }
 }

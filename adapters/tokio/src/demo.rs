@@ -15,7 +15,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::app::{App, AppConfig};
+use cursorpool_host::app::{App, AppConfig};
+
+use crate::platform::TokioPlatform;
 use crate::server;
 
 /// What went wrong in the demo (it is a program for people: errors are printed, exit 1).
@@ -59,7 +61,8 @@ pub async fn run(base: AppConfig) -> Result<(), DemoError> {
         accounts: vec![("sim".to_owned(), token)],
         ..base
     };
-    let app = App::new(config).map_err(|e| DemoError::Startup(e.to_string()))?;
+    let app =
+        App::new(config, TokioPlatform::shared()).map_err(|e| DemoError::Startup(e.to_string()))?;
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| DemoError::Startup(e.to_string()))?;

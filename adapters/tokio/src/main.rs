@@ -3,10 +3,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cursorpool_core::conductor::Secret;
+use cursorpool_host::serve;
 use cursorpool_tokio::cli::{Cli, Command, demo_config};
-use cursorpool_tokio::persist::AuthDir;
-use cursorpool_tokio::{app::App, auth_sync, demo, login, pool_state, server};
+use cursorpool_tokio::platform::TokioPlatform;
+use cursorpool_tokio::{demo, server};
+
+const BINARY: &str = "cursorpool";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cursorpool: cannot start the runtime: {e}");
+            eprintln!("{BINARY}: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -37,92 +39,29 @@ fn main() -> ExitCode {
             Command::Demo => match demo::run(demo_config()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("\ncursorpool demo: {e}");
+                    eprintln!("\n{BINARY} demo: {e}");
                     ExitCode::FAILURE
                 }
             },
-            Command::Login(args) => {
-                let opts = match args.login_options() {
-                    Ok(o) => o,
-                    Err(e) => {
-                        eprintln!("cursorpool: {e}");
-                        return ExitCode::from(2);
-                    }
-                };
-                let result = match args.api_key.as_deref().filter(|k| !k.is_empty()) {
-                    Some(key) => login::cli_api_key(&opts, &Secret::new(key)).await,
-                    None => login::cli(&opts, args.no_browser).await,
-                };
-                match result {
-                    Ok(_) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("cursorpool login: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
+            Command::Login(args) => serve::login(&args, TokioPlatform::shared(), BINARY).await,
             Command::Serve(args) => {
-                let config = match args.app_config() {
-                    Ok(c) => c,
+                let serving = match serve::prepare(&args, TokioPlatform::shared(), BINARY).await {
+                    Ok(s) => s,
                     Err(e) => {
-                        eprintln!("cursorpool: {e}");
-                        return ExitCode::from(2);
+                        eprintln!("{BINARY}: {}", e.message);
+                        return ExitCode::from(e.code);
                     }
                 };
-                let state_dir = config.state_dir.clone();
-                if !args.listen.ip().is_loopback() && config.api_keys.is_empty() {
-                    let warning = format!(
-                        "cursorpool: WARNING: listening on {} (not loopback) WITHOUT client API keys: \
-                         anyone who can reach this address can use your Cursor accounts. \
-                         Set --api-key (or CURSORPOOL_API_KEYS).",
-                        args.listen
-                    );
-                    eprintln!("\n*** {warning}\n");
-                    tracing::warn!("{warning}");
-                }
-                let app = match App::new(config) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        eprintln!("cursorpool: {e}");
-                        return ExitCode::from(2);
-                    }
-                };
-                let auth_dir = AuthDir::new(args.auth_dir());
-                auth_sync::load(&app, &auth_dir).await;
-                if app.pool_status().accounts.is_empty() {
-                    eprintln!(
-                        "cursorpool: no Cursor account: run `cursorpool login`, or pass --token or --token-file"
-                    );
-                    return ExitCode::from(2);
-                }
-                if let Some(dir) = &state_dir {
-                    pool_state::load(&app, dir).await;
-                }
-                let _state_saver = state_dir
-                    .as_deref()
-                    .map(|dir| pool_state::spawn(&app, dir, pool_state::SAVE_INTERVAL));
-                let _auth_tasks = auth_sync::spawn(
-                    &app,
-                    &auth_dir,
-                    auth_sync::WATCH_INTERVAL,
-                    auth_sync::REFRESH_INTERVAL,
-                );
-                let listener = match tokio::net::TcpListener::bind(args.listen).await {
+                let listener = match tokio::net::TcpListener::bind(serving.listen).await {
                     Ok(l) => l,
                     Err(e) => {
-                        eprintln!("cursorpool: cannot listen on {}: {e}", args.listen);
+                        eprintln!("{BINARY}: cannot listen on {}: {e}", serving.listen);
                         return ExitCode::FAILURE;
                     }
                 };
-                tracing::info!("cursorpool listening on http://{}", args.listen);
-                server::serve(listener, app.clone(), shutdown_signal()).await;
-                app.flush();
-                if let Some(dir) = &state_dir
-                    && let Err(e) = pool_state::save(&app, dir).await
-                {
-                    eprintln!("cursorpool: cannot save the pool state: {e}");
-                }
-                ExitCode::SUCCESS
+                tracing::info!("{BINARY} listening on http://{}", serving.listen);
+                server::serve(listener, serving.app.clone(), shutdown_signal()).await;
+                serving.finish(BINARY).await
             }
         }
     })

@@ -12,7 +12,10 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::app::App;
+use cursorpool_host::app::App;
+use http::Response;
+
+use crate::body::{self, HyperBody};
 
 /// How long in-flight replies may take to finish after shutdown was asked for.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -21,16 +24,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let builder = Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
-    let sweeper = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                app.expire_parked();
-            }
-        })
-    };
+    let sweeper = cursorpool_host::serve::sweeper(&app);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -45,9 +39,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
-                let svc = service_fn(move |req| {
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(req).await) }
+                    async move {
+                        let (parts, incoming) = req.into_parts();
+                        let body = body::read(incoming, app.body_limit(&parts)).await;
+                        let (head, out) = app.handle(parts, body).await.into_parts();
+                        Ok::<_, Infallible>(Response::from_parts(head, HyperBody::from(out)))
+                    }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 let conn = graceful.watch(conn);
@@ -61,7 +60,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         }
     }
     drop(listener);
-    sweeper.abort();
+    drop(sweeper);
     if tokio::time::timeout(DRAIN, graceful.shutdown())
         .await
         .is_err()

@@ -8,87 +8,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use cursorpool_host::relay::{Outcome, RunCall};
+use cursorpool_host::upstream::{self as seam, BoxFuture, Target, UnaryAnswer, UpstreamError};
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
-use http::{HeaderMap, Method, Request, Uri};
+use http::{HeaderMap, Method, Request};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 /// Receive window cursorpool grants Cursor per stream and per connection: large, so a fast
 /// answer never waits for a WINDOW_UPDATE round trip.
 const RECV_WINDOW: u32 = 4 * 1024 * 1024;
 
-/// Why an upstream call could not be made. Blame: the network path or the upstream.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// The base URL is not an `http://` or `https://` URL with a host.
-    #[error("invalid upstream base URL {0:?}")]
-    BadBaseUrl(String),
-    /// TCP connect failed.
-    #[error("cannot connect to {authority}: {source}")]
-    Connect {
-        /// host:port.
-        authority: String,
-        /// The IO error.
-        source: std::io::Error,
-    },
-    /// The TLS handshake failed or the server did not agree to HTTP/2.
-    #[error("TLS with {authority} failed: {reason}")]
-    Tls {
-        /// host:port.
-        authority: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The HTTP/2 layer failed (handshake, GOAWAY, reset).
-    #[error("HTTP/2 error: {0}")]
-    H2(#[from] h2::Error),
-}
-
-/// A parsed upstream base URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    tls: bool,
-    host: String,
-    port: u16,
-    /// Prefix to put before RPC paths (a base URL may carry one).
-    path_prefix: String,
-}
-
-impl Target {
-    /// Parses `http://host[:port][/prefix]` or `https://…`.
-    pub fn parse(base_url: &str) -> Result<Self, UpstreamError> {
-        let bad = || UpstreamError::BadBaseUrl(base_url.to_owned());
-        let uri: Uri = base_url.parse().map_err(|_| bad())?;
-        let tls = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(bad()),
-        };
-        let host = uri.host().ok_or_else(bad)?.to_owned();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let path_prefix = uri.path().trim_end_matches('/').to_owned();
-        Ok(Self {
-            tls,
-            host,
-            port,
-            path_prefix,
-        })
-    }
-
-    fn authority(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-
-    /// The absolute URI of an RPC path on this target.
-    pub fn uri(&self, path: &str) -> Result<Uri, UpstreamError> {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}{}{path}", self.authority(), self.path_prefix)
-            .parse()
-            .map_err(|_| UpstreamError::BadBaseUrl(path.to_owned()))
+/// An `h2` failure as the host's upstream error (core's transport kind plus h2's words).
+pub fn h2_error(e: &h2::Error) -> UpstreamError {
+    UpstreamError::Transport {
+        failure: crate::run::transport_failure(e),
+        message: format!("HTTP/2 error: {e}"),
     }
 }
 
@@ -123,7 +61,11 @@ impl Upstream {
     pub fn new(base_url: &str, extra_roots_pem: Option<&[u8]>) -> Result<Self, UpstreamError> {
         let target = Target::parse(base_url)?;
         let tls = if target.tls {
-            Some(tls_connector(extra_roots_pem, &target)?)
+            Some(TlsConnector::from(seam::tls_config(
+                extra_roots_pem,
+                &target,
+                b"h2",
+            )?))
         } else {
             None
         };
@@ -182,12 +124,12 @@ impl Upstream {
                         reason: "server did not negotiate HTTP/2 (ALPN h2)".to_owned(),
                     });
                 }
-                let (send, conn) = builder.handshake(io).await?;
+                let (send, conn) = builder.handshake(io).await.map_err(|e| h2_error(&e))?;
                 tokio::spawn(drive(conn));
                 send
             }
             None => {
-                let (send, conn) = builder.handshake(tcp).await?;
+                let (send, conn) = builder.handshake(tcp).await.map_err(|e| h2_error(&e))?;
                 tokio::spawn(drive(conn));
                 send
             }
@@ -269,25 +211,29 @@ impl Upstream {
         }
         Err(last_err.map_or_else(
             || UpstreamError::BadBaseUrl(path.to_owned()),
-            UpstreamError::H2,
+            |e| h2_error(&e),
         ))
     }
 
-    /// One unary call: sends `body`, returns the status, headers and whole response body
-    /// (bounded by `max_len`).
-    pub async fn unary(
+    /// One unary call (`path` may carry a query, e.g. the login poll): sends `body`, returns
+    /// the status, headers and whole response body (bounded by `max_len`). The path may carry
+    /// credentials: it is never logged.
+    pub async fn call(
         &self,
+        method: Method,
         path: &str,
         headers: &HeaderMap,
         body: Bytes,
         max_len: usize,
-    ) -> Result<(u16, HeaderMap, Bytes), UpstreamError> {
-        let (response, mut send) = self.open(path, headers, body.is_empty()).await?;
+    ) -> Result<UnaryAnswer, UpstreamError> {
+        let (response, mut send) = self
+            .open_with(method, path, headers, body.is_empty())
+            .await?;
         if !body.is_empty() {
             send.reserve_capacity(body.len());
-            send.send_data(body, true)?;
+            send.send_data(body, true).map_err(|e| h2_error(&e))?;
         }
-        let response = response.await?;
+        let response = response.await.map_err(|e| h2_error(&e))?;
         let status = response.status().as_u16();
         let (parts, recv) = response.into_parts();
         let body = read_bounded(recv, max_len).await?;
@@ -295,22 +241,24 @@ impl Upstream {
     }
 }
 
-impl Upstream {
-    /// One `GET path` (with its query, e.g. the login poll): returns the status, headers and
-    /// whole response body (bounded by `max_len`). The path may carry credentials: it is
-    /// never logged.
-    pub async fn get(
-        &self,
-        path: &str,
-        headers: &HeaderMap,
+impl seam::Upstream for Upstream {
+    fn drive(self: Arc<Self>, call: RunCall) -> BoxFuture<'static, Outcome> {
+        Box::pin(crate::run::drive(self, call))
+    }
+
+    fn unary<'a>(
+        &'a self,
+        method: Method,
+        path: &'a str,
+        headers: &'a HeaderMap,
+        body: Bytes,
         max_len: usize,
-    ) -> Result<(u16, HeaderMap, Bytes), UpstreamError> {
-        let (response, _send) = self.open_with(Method::GET, path, headers, true).await?;
-        let response = response.await?;
-        let status = response.status().as_u16();
-        let (parts, recv) = response.into_parts();
-        let body = read_bounded(recv, max_len).await?;
-        Ok((status, parts.headers, body))
+    ) -> BoxFuture<'a, Result<UnaryAnswer, UpstreamError>> {
+        Box::pin(self.call(method, path, headers, body, max_len))
+    }
+
+    fn connects(&self) -> u64 {
+        Upstream::connects(self)
     }
 }
 
@@ -318,7 +266,7 @@ impl Upstream {
 async fn read_bounded(mut recv: RecvStream, max_len: usize) -> Result<Bytes, UpstreamError> {
     let mut out = bytes::BytesMut::new();
     while let Some(chunk) = recv.data().await {
-        let chunk = chunk?;
+        let chunk = chunk.map_err(|e| h2_error(&e))?;
         let _ = recv.flow_control().release_capacity(chunk.len());
         if out.len() + chunk.len() > max_len {
             break;
@@ -334,63 +282,5 @@ where
 {
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "upstream connection ended");
-    }
-}
-
-fn tls_connector(
-    extra_roots_pem: Option<&[u8]>,
-    target: &Target,
-) -> Result<TlsConnector, UpstreamError> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(pem) = extra_roots_pem {
-        let mut reader = std::io::BufReader::new(pem);
-        for cert in rustls_pemfile_certs(&mut reader) {
-            roots.add(cert).map_err(|e| UpstreamError::Tls {
-                authority: target.authority(),
-                reason: format!("extra root certificate: {e}"),
-            })?;
-        }
-    }
-    let mut config = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-/// Certificates from PEM text (rustls' own PEM parser, no extra crate).
-fn rustls_pemfile_certs(
-    reader: &mut dyn std::io::BufRead,
-) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
-    use tokio_rustls::rustls::pki_types::CertificateDer;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    let mut text = Vec::new();
-    if reader.read_to_end(&mut text).is_err() {
-        return Vec::new();
-    }
-    CertificateDer::pem_slice_iter(&text)
-        .filter_map(Result::ok)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_urls_parse_into_scheme_host_port_and_prefix() {
-        let t = Target::parse("http://127.0.0.1:8080").unwrap();
-        assert!(!t.tls);
-        assert_eq!(t.authority(), "127.0.0.1:8080");
-        assert_eq!(
-            t.uri("/agent.v1.AgentService/Run").unwrap().to_string(),
-            "http://127.0.0.1:8080/agent.v1.AgentService/Run"
-        );
-        let t = Target::parse("https://api2.cursor.sh/").unwrap();
-        assert!(t.tls);
-        assert_eq!(t.authority(), "api2.cursor.sh:443");
-        assert!(Target::parse("ftp://x").is_err());
-        assert!(Target::parse("not a url").is_err());
     }
 }

@@ -40,7 +40,13 @@ async fn many_unary_calls_share_one_connection(tls: bool) {
         let h = unary_headers(&token, &format!("req-{i}"));
         calls.spawn(async move {
             upstream
-                .unary(headers::path::GET_SERVER_CONFIG, &h, Bytes::new(), 1 << 20)
+                .call(
+                    http::Method::POST,
+                    headers::path::GET_SERVER_CONFIG,
+                    &h,
+                    Bytes::new(),
+                    1 << 20,
+                )
                 .await
         });
     }

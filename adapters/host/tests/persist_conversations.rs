@@ -14,9 +14,9 @@ use cursorpool_core::conversation::{
     StoreConfig,
 };
 use cursorpool_core::turn::BlobStore;
+use cursorpool_host::persist::conversations::{self, FileStorage, LoadOptions};
 use cursorpool_proto::Message as _;
 use cursorpool_proto::agent_v1 as pb;
-use cursorpool_tokio::persist::conversations::{self, FileStorage, LoadOptions};
 
 const TTL: Duration = Duration::from_secs(30 * 60);
 const CLIENT_KEY: &str = "sk-client-secret-key";

@@ -27,15 +27,14 @@ use cursorpool_core::ids::IdSource;
 use cursorpool_core::turn::{
     Framing, ModelMap, ParkedTurns, ReplyOptions, Turn, TurnConfig, TurnEvent, TurnParams, prompt,
 };
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::request::Parts;
+use http::{HeaderMap, Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
 
-use crate::body::{self, ResponseBody};
+use crate::body::{self, HttpResponse, ResponseBody};
 use crate::persist::AuthDir;
-use crate::run::{self, Control, EVENT_DEPTH};
-use crate::upstream::Upstream;
+use crate::relay::{Control, EVENT_DEPTH, EventReceiver, Outcome, Relay, RunCall};
+use crate::upstream::{Pairing, Platform, Upstream, UpstreamError};
 
 /// Largest answer read from a token refresh call.
 const REFRESH_ANSWER_LIMIT: usize = 64 * 1024;
@@ -124,7 +123,7 @@ impl ConversationStorage for DynStorage {
 /// The handle a parked turn's task listens on.
 #[derive(Debug)]
 struct ParkHandle {
-    control: mpsc::Sender<Control>,
+    control: async_channel::Sender<Control>,
     /// The conversation the parked run belongs to (a new request in it abandons the run).
     conversation: ConversationKey,
 }
@@ -133,11 +132,13 @@ struct ParkHandle {
 #[derive(Debug)]
 pub struct App {
     config: AppConfig,
+    /// The runtime adapter: spawning, timers, upstream connections.
+    platform: Arc<dyn Platform>,
     /// The conductor's account pool (locked only between awaits).
     pool: Mutex<Pool>,
     /// Each account's pooled upstream connection (accounts come and go with the auth
     /// directory; locked only briefly, never across an await).
-    upstreams: Mutex<HashMap<AccountId, Arc<Upstream>>>,
+    upstreams: Mutex<HashMap<AccountId, Arc<dyn Upstream>>>,
     /// Each account's configured label (names it in the conversation store and in logs).
     labels: Mutex<HashMap<AccountId, String>>,
     /// Where credential files live (set once by the serve wiring); changed records of the
@@ -155,12 +156,20 @@ pub struct App {
     management: crate::management::Management,
 }
 
-type HttpResponse = Response<ResponseBody>;
+/// Why a request body could not be read (the adapter reads it, bounded by
+/// [`App::body_limit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Longer than the limit.
+    TooLarge,
+    /// The connection failed while the body was read.
+    Unreadable(String),
+}
 
 impl App {
     /// Builds the proxy state; conversations are kept under `config.state_dir` when set
     /// (continuing those stored there), else in memory.
-    pub fn new(config: AppConfig) -> Result<Arc<Self>, crate::upstream::UpstreamError> {
+    pub fn new(config: AppConfig, platform: Arc<dyn Platform>) -> Result<Arc<Self>, UpstreamError> {
         let storage = match &config.state_dir {
             Some(dir) => {
                 let dir = crate::persist::conversations_dir(dir);
@@ -188,7 +197,7 @@ impl App {
             }
             None => DynStorage(Box::new(cursorpool_core::conversation::MemoryStorage::new())),
         };
-        Self::with_storage(config, storage)
+        Self::with_storage(config, platform, storage)
     }
 
     /// Makes every stored conversation durable (graceful shutdown).
@@ -202,8 +211,9 @@ impl App {
     /// (entries it already holds are continued).
     pub fn with_storage(
         config: AppConfig,
+        platform: Arc<dyn Platform>,
         storage: DynStorage,
-    ) -> Result<Arc<Self>, crate::upstream::UpstreamError> {
+    ) -> Result<Arc<Self>, UpstreamError> {
         let mut pool = Pool::new(config.pool.clone());
         let mut upstreams = HashMap::new();
         let mut labels = HashMap::new();
@@ -224,10 +234,7 @@ impl App {
             let id = pool.upsert(record);
             upstreams.insert(
                 id,
-                Arc::new(Upstream::new(
-                    &config.upstream_url,
-                    config.upstream_root_pem.as_deref(),
-                )?),
+                platform.upstream(&config.upstream_url, config.upstream_root_pem.as_deref())?,
             );
             labels.insert(id, label.clone());
         }
@@ -247,6 +254,7 @@ impl App {
             file_accounts: Mutex::new(HashSet::new()),
             auth_writes: Mutex::new(()),
             management: crate::management::Management::default(),
+            platform,
             config,
         }))
     }
@@ -274,6 +282,35 @@ impl App {
     /// The configuration served.
     pub(crate) fn config(&self) -> &AppConfig {
         &self.config
+    }
+
+    /// The runtime adapter.
+    pub fn platform(&self) -> &Arc<dyn Platform> {
+        &self.platform
+    }
+
+    /// The largest body [`App::handle`] takes for this request (the adapter reads at most
+    /// this much and reports [`BodyError::TooLarge`] beyond it).
+    pub fn body_limit(&self, parts: &Parts) -> usize {
+        if crate::management::is_management(parts.uri.path()) {
+            crate::management::BODY_LIMIT
+        } else {
+            self.config.max_body_bytes
+        }
+    }
+
+    /// The client's error for a body that could not be read.
+    pub(crate) fn body_error(&self, e: &BodyError) -> ApiError {
+        match e {
+            BodyError::TooLarge => ApiError::new(
+                ErrorType::RequestTooLarge,
+                format!("request body exceeds {} bytes", self.config.max_body_bytes),
+            ),
+            BodyError::Unreadable(why) => ApiError::new(
+                ErrorType::InvalidRequest,
+                format!("could not read the request body: {why}"),
+            ),
+        }
     }
 
     /// The management API's state.
@@ -332,15 +369,18 @@ impl App {
     }
 
     /// Serves one HTTP request.
-    pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> HttpResponse {
-        let (parts, body) = req.into_parts();
+    pub async fn handle(
+        self: Arc<Self>,
+        parts: Parts,
+        body: Result<Bytes, BodyError>,
+    ) -> HttpResponse {
         let path = parts.uri.path().to_owned();
         let api = if path.starts_with("/v1/chat/") {
             ApiKind::OpenAi
         } else {
             ApiKind::Anthropic
         };
-        if path == "/v0/management" || path.starts_with("/v0/management/") {
+        if crate::management::is_management(&path) {
             return crate::management::handle(self, parts, body).await;
         }
         if path.starts_with("/v1/")
@@ -369,9 +409,9 @@ impl App {
                 &Method::POST,
                 "/v1/messages" | "/v1/chat/completions" | "/v1/messages/count_tokens",
             ) => {
-                let bytes = match read_body(body, self.config.max_body_bytes).await {
+                let bytes = match body {
                     Ok(b) => b,
-                    Err(e) => return error_response(api, &e),
+                    Err(e) => return error_response(api, &self.body_error(&e)),
                 };
                 if path == "/v1/messages/count_tokens" {
                     return match anthropic::parse_count_tokens_request(&bytes, &parts.headers) {
@@ -416,8 +456,8 @@ impl App {
                 .ok()
                 .and_then(|mut p| p.take_for(&client_key, &ids));
             if let Some(handle) = handle {
-                let (events_tx, events_rx) = mpsc::channel(EVENT_DEPTH);
-                let (done_tx, done_rx) = oneshot::channel();
+                let (events_tx, events_rx) = async_channel::bounded(EVENT_DEPTH);
+                let (done_tx, done_rx) = async_channel::bounded(1);
                 let sent = handle
                     .control
                     .send(Control::Resume {
@@ -428,7 +468,7 @@ impl App {
                         done: done_tx,
                     })
                     .await;
-                if sent.is_ok() && matches!(done_rx.await, Ok(Ok(()))) {
+                if sent.is_ok() && matches!(done_rx.recv().await, Ok(Ok(()))) {
                     return self
                         .reply(api, req, client_key, handle.control, events_rx)
                         .await;
@@ -467,20 +507,27 @@ impl App {
                 Ok(id) => id,
                 Err(c) => return self.give_up(api, &model, &client, &c),
             };
-            let Some((label, upstream, headers)) = self.attempt_parts(id) else {
+            let Some(parts) = self.attempt_parts(id) else {
                 // A credential that cannot go into a header never will: out of rotation.
                 self.with_pool(|p| p.disable(id, "the access token is not a valid header value"));
                 next = self.with_pool(|p| attempts.next(p, Instant::now()));
                 continue;
             };
-            let (control_tx, control_rx) = mpsc::channel(4);
-            let (events_tx, mut events_rx) = mpsc::channel(EVENT_DEPTH);
+            let AttemptParts {
+                label,
+                upstream,
+                headers,
+                append_headers,
+                framing,
+            } = parts;
+            let (control_tx, control_rx) = async_channel::bounded(4);
+            let (events_tx, events_rx) = async_channel::bounded(EVENT_DEPTH);
             let mut params = TurnParams::from_chat(
                 &req,
                 api,
                 &self.config.models,
                 conversation.clone(),
-                Framing::Run,
+                framing,
                 self.child_ids(),
             );
             params.config = self.config.turn.clone();
@@ -505,24 +552,22 @@ impl App {
             let turn = Turn::new(params, std::time::Instant::now());
             self.runs_started.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(account = %label, "starting upstream run");
-            let run = run::drive(
+            let run = upstream.drive(RunCall {
                 turn,
-                upstream,
                 headers,
-                headers::path::RUN,
-                req.clone(),
-                events_tx,
-                control_rx,
-            );
+                append_headers,
+                relay: Relay::new(events_tx, req.clone()),
+                control: control_rx,
+            });
             let app = self.clone();
             let (run_key, run_model, run_client) = (key, model.clone(), client.clone());
-            tokio::spawn(async move {
+            self.platform.spawn(Box::pin(async move {
                 let outcome = run.await;
                 app.finish_run(id, &label, &run_key, &run_model, &run_client, &outcome);
-            });
+            }));
             // Look at the first event: a failure before anything reached the client goes to
             // the conductor, which decides whether and where to try again.
-            let classification = match events_rx.recv().await {
+            let classification = match events_rx.recv().await.ok() {
                 Some(TurnEvent::Failed {
                     classification,
                     downstream_started: false,
@@ -587,31 +632,51 @@ impl App {
         });
     }
 
-    /// What a run on `id` needs: the account's label, its upstream and the call's headers
-    /// (built from the pool's current token). `None` when the token makes no valid header.
-    fn attempt_parts(&self, id: AccountId) -> Option<(String, Arc<Upstream>, HeaderMap)> {
+    /// What a run on `id` needs: the account's label, its upstream, the calls' headers (built
+    /// from the pool's current token) and the turn's framing for the upstream's pairing. `None`
+    /// when the token makes no valid header.
+    fn attempt_parts(&self, id: AccountId) -> Option<AttemptParts> {
         let label = lock(&self.labels).get(&id)?.clone();
         let upstream = lock(&self.upstreams).get(&id)?.clone();
         let request_id = self.next_id(IdSource::uuid_v4);
-        let built = self.with_pool(|p| {
-            let record = p.record(id)?;
-            Some(headers::build(
-                &self.config.identity,
-                CallHeaders {
-                    access_token: record.access_token.expose(),
-                    request_id: &request_id,
-                    original_request_id: None,
-                    kind: CallKind::Run,
-                },
-            ))
-        })?;
-        match built {
-            Ok(h) => Some((label, upstream, h)),
-            Err(e) => {
+        let pairing = self.platform.pairing();
+        let build = |kind| {
+            self.with_pool(|p| {
+                let record = p.record(id)?;
+                Some(headers::build(
+                    &self.config.identity,
+                    CallHeaders {
+                        access_token: record.access_token.expose(),
+                        request_id: &request_id,
+                        original_request_id: None,
+                        kind,
+                    },
+                ))
+            })
+        };
+        let stream = build(pairing.stream_kind())?;
+        let append = match pairing {
+            Pairing::Run => None,
+            Pairing::RunSse => Some(build(CallKind::BidiAppend)?),
+        };
+        let (headers, append_headers) = match (stream, append.transpose()) {
+            (Ok(h), Ok(a)) => (h, a),
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(account = %label, "unusable credential: {e}");
-                None
+                return None;
             }
-        }
+        };
+        let framing = match pairing {
+            Pairing::Run => Framing::Run,
+            Pairing::RunSse => Framing::BidiAppend { request_id },
+        };
+        Some(AttemptParts {
+            label,
+            upstream,
+            headers,
+            append_headers,
+            framing,
+        })
     }
 
     /// Renews `id`'s access token over its upstream and tells the pool how it went.
@@ -622,7 +687,7 @@ impl App {
         let Some(upstream) = lock(&self.upstreams).get(&id).cloned() else {
             return;
         };
-        let result = token_call(&upstream, request).await;
+        let result = token_call(upstream.as_ref(), request).await;
         match result {
             Ok(grant) => {
                 let ok = self.with_pool(|p| p.update_tokens(id, &grant, unix_now()));
@@ -661,7 +726,7 @@ impl App {
         key: &ConversationKey,
         model: &str,
         client: &str,
-        outcome: &run::Outcome,
+        outcome: &Outcome,
     ) {
         self.record(key, label, outcome);
         if let Some(c) = &outcome.late_failure {
@@ -734,14 +799,11 @@ impl App {
 
     /// Adds an account from a credential file, or replaces the record of the account with the
     /// same key (its rests and usage are kept).
-    pub fn upsert_account(
-        &self,
-        record: AccountRecord,
-    ) -> Result<AccountId, crate::upstream::UpstreamError> {
-        let upstream = Arc::new(Upstream::new(
+    pub fn upsert_account(&self, record: AccountRecord) -> Result<AccountId, UpstreamError> {
+        let upstream = self.platform.upstream(
             &self.config.upstream_url,
             self.config.upstream_root_pem.as_deref(),
-        )?);
+        )?;
         let label = record.label.clone().unwrap_or_else(|| record.key());
         let id = self.with_pool(|p| p.upsert(record));
         lock(&self.upstreams).entry(id).or_insert(upstream);
@@ -785,15 +847,15 @@ impl App {
         api: ApiKind,
         req: Arc<ChatRequest>,
         client_key: String,
-        control: mpsc::Sender<Control>,
-        mut events: mpsc::Receiver<TurnEvent>,
+        control: async_channel::Sender<Control>,
+        events: EventReceiver,
     ) -> HttpResponse {
         match events.recv().await {
-            Some(first) => {
+            Ok(first) => {
                 self.reply_with_first(api, req, client_key, control, first, events)
                     .await
             }
-            None => error_response(
+            Err(_) => error_response(
                 api,
                 &ApiError::new(ErrorType::Api, "the upstream run ended without an answer"),
             ),
@@ -807,9 +869,9 @@ impl App {
         api: ApiKind,
         req: Arc<ChatRequest>,
         client_key: String,
-        control: mpsc::Sender<Control>,
+        control: async_channel::Sender<Control>,
         first: TurnEvent,
-        mut events: mpsc::Receiver<TurnEvent>,
+        events: EventReceiver,
     ) -> HttpResponse {
         if let TurnEvent::Failed { classification, .. } = &first {
             return error_response(api, &ApiError::from(classification));
@@ -821,7 +883,7 @@ impl App {
             let mut next = Some(first);
             while let Some(ev) = match next.take() {
                 Some(ev) => Some(ev),
-                None => events.recv().await,
+                None => events.recv().await.ok(),
             } {
                 match ev {
                     TurnEvent::Reply(r) => match api {
@@ -850,14 +912,14 @@ impl App {
         }
         let (tx, body) = body::channel(16);
         let app = self.clone();
-        tokio::spawn(async move {
+        self.platform.spawn(Box::pin(async move {
             let mut anthropic_r = anthropic::StreamRenderer::new();
             let mut openai_r = openai::StreamRenderer::for_request(&req, created);
             let mut out = BytesMut::new();
             let mut next = Some(first);
             while let Some(ev) = match next.take() {
                 Some(ev) => Some(ev),
-                None => events.recv().await,
+                None => events.recv().await.ok(),
             } {
                 let mut end = false;
                 match ev {
@@ -883,7 +945,7 @@ impl App {
                     return;
                 }
             }
-        });
+        }));
         let mut resp = Response::new(ResponseBody::Stream(body));
         *resp.status_mut() = StatusCode::OK;
         let h = resp.headers_mut();
@@ -899,7 +961,7 @@ impl App {
     }
 
     /// Keeps a finished run's checkpoint and blobs so the conversation's next request replays it.
-    fn record(&self, key: &ConversationKey, account: &str, outcome: &run::Outcome) {
+    fn record(&self, key: &ConversationKey, account: &str, outcome: &Outcome) {
         let Some(checkpoint) = &outcome.checkpoint else {
             return;
         };
@@ -924,7 +986,7 @@ impl App {
         client_key: &str,
         req: &ChatRequest,
         tool_use_ids: &[String],
-        control: mpsc::Sender<Control>,
+        control: async_channel::Sender<Control>,
     ) {
         let conversation = ConversationKey::for_request(req, client_key);
         if let Ok(mut p) = self.parked.lock() {
@@ -965,6 +1027,15 @@ impl App {
     }
 }
 
+/// What one attempt of a run needs (see [`App::attempt_parts`]).
+struct AttemptParts {
+    label: String,
+    upstream: Arc<dyn Upstream>,
+    headers: HeaderMap,
+    append_headers: Option<HeaderMap>,
+    framing: Framing,
+}
+
 /// Who the client is, for isolation: its API key (hashed, never kept in clear).
 fn client_key(headers: &HeaderMap) -> String {
     let raw = headers
@@ -978,7 +1049,7 @@ fn client_key(headers: &HeaderMap) -> String {
 /// Sends one token call (refresh or API-key exchange, spec §7.3/§7.4) over `upstream` and
 /// reads its answer. Neither the bearer nor the answer is logged.
 pub(crate) async fn token_call(
-    upstream: &Upstream,
+    upstream: &dyn Upstream,
     request: TokenRequest,
 ) -> Result<TokenGrant, RefreshFailure> {
     let mut h = HeaderMap::new();
@@ -996,6 +1067,7 @@ pub(crate) async fn token_call(
     }
     match upstream
         .unary(
+            Method::POST,
             request.path,
             &h,
             Bytes::from(request.body),
@@ -1005,28 +1077,6 @@ pub(crate) async fn token_call(
     {
         Ok((status, _, body)) => parse_refresh(request.method, status, &body),
         Err(e) => Err(RefreshFailure::Transient(e.to_string())),
-    }
-}
-
-async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(ApiError::new(
-                    ErrorType::RequestTooLarge,
-                    format!("request body exceeds {limit} bytes"),
-                ))
-            } else {
-                Err(ApiError::new(
-                    ErrorType::InvalidRequest,
-                    format!("could not read the request body: {e}"),
-                ))
-            }
-        }
     }
 }
 

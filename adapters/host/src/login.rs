@@ -12,10 +12,10 @@ use cursorpool_core::conductor::login::{LoginError, LoginPoller, PkceLogin, Poll
 use cursorpool_core::conductor::login::{POLL_MAX_ERRORS, PollStep};
 use cursorpool_core::conductor::refresh::{RefreshFailure, exchange_request};
 use cursorpool_core::conductor::{AccountRecord, Secret, account::AccountError};
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 
 use crate::persist::AuthDir;
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{self, Platform, Upstream, UpstreamError};
 
 /// Largest poll answer read.
 const POLL_ANSWER_LIMIT: usize = 64 * 1024;
@@ -109,13 +109,14 @@ pub fn new_login() -> Result<PkceLogin, LoginFailure> {
 /// complete it), then the poll URL is polled until the login completes, fails or times out,
 /// and the account's credential file is written to `opts.auth_dir` (mode 0600).
 pub async fn run(
+    platform: &dyn Platform,
     opts: &LoginOptions,
     started: impl FnOnce(&LoginStarted),
 ) -> Result<LoginDone, LoginFailure> {
     if let Some(label) = &opts.label {
         cursorpool_core::conductor::account::validate_label(label)?;
     }
-    let upstream = Upstream::new(&opts.upstream, opts.upstream_root_pem.as_deref())?;
+    let upstream = platform.upstream(&opts.upstream, opts.upstream_root_pem.as_deref())?;
     let login = new_login()?;
     started(&LoginStarted {
         url: login.login_url(&opts.login_site),
@@ -128,7 +129,7 @@ pub async fn run(
     let mut step = poller.first_delay();
     let grant = loop {
         match step {
-            PollStep::Wait(delay) => tokio::time::sleep(delay).await,
+            PollStep::Wait(delay) => platform.sleep(delay).await,
             PollStep::Done(grant) => break grant,
             PollStep::Failed(e) => {
                 if opts.progress {
@@ -141,14 +142,22 @@ pub async fn run(
             eprint!(".");
             let _ = io::stderr().flush();
         }
-        let answer = tokio::time::timeout(
+        let headers = HeaderMap::new();
+        let answer = upstream::timeout(
+            platform,
             POLL_REQUEST_LIMIT,
-            upstream.get(&poll_path, &HeaderMap::new(), POLL_ANSWER_LIMIT),
+            upstream.unary(
+                Method::GET,
+                &poll_path,
+                &headers,
+                bytes::Bytes::new(),
+                POLL_ANSWER_LIMIT,
+            ),
         )
         .await;
         step = match answer {
-            Ok(Ok((status, _, body))) => poller.on_response(status, &body),
-            Ok(Err(_)) | Err(_) => {
+            Ok((status, _, body)) => poller.on_response(status, &body),
+            Err(_) => {
                 // The error may quote the request path (with the verifier): not shown.
                 tracing::debug!("login poll failed below HTTP");
                 poller.on_network_error()
@@ -174,10 +183,7 @@ pub async fn store(auth_dir: &Path, mut record: AccountRecord) -> Result<LoginDo
     let existing = {
         let d = dir.clone();
         let key = record.key();
-        tokio::task::spawn_blocking(move || d.load().into_iter().find(|(_, r)| r.key() == key))
-            .await
-            .ok()
-            .flatten()
+        blocking::unblock(move || d.load().into_iter().find(|(_, r)| r.key() == key)).await
     };
     if let Some((_, old)) = existing {
         record.priority = old.priority;
@@ -185,9 +191,8 @@ pub async fn store(auth_dir: &Path, mut record: AccountRecord) -> Result<LoginDo
     let path = dir.path().join(record.file_name());
     let to_write = record.clone();
     let d = dir.clone();
-    tokio::task::spawn_blocking(move || d.write(&to_write))
+    blocking::unblock(move || d.write(&to_write))
         .await
-        .map_err(|e| write_err(io::Error::other(e)))?
         .map_err(write_err)?;
     Ok(LoginDone { path, record })
 }
@@ -196,7 +201,8 @@ pub async fn store(auth_dir: &Path, mut record: AccountRecord) -> Result<LoginDo
 /// record from them. The record keeps the key, so later refreshes exchange it again. Neither
 /// the key nor a token is logged or part of an error.
 pub async fn exchange_api_key(
-    upstream: &Upstream,
+    platform: &dyn Platform,
+    upstream: &dyn Upstream,
     api_key: &Secret,
     label: Option<String>,
 ) -> Result<AccountRecord, LoginFailure> {
@@ -208,16 +214,17 @@ pub async fn exchange_api_key(
             "the API key is empty".to_owned(),
         )));
     }
-    let grant = tokio::time::timeout(
-        EXCHANGE_LIMIT,
+    let limit = platform.sleep(EXCHANGE_LIMIT);
+    let grant = futures_lite::future::or(
         crate::app::token_call(upstream, exchange_request(api_key)),
+        async {
+            limit.await;
+            Err(RefreshFailure::Transient(
+                "the exchange did not answer in time".to_owned(),
+            ))
+        },
     )
     .await
-    .map_err(|_| {
-        LoginFailure::Exchange(RefreshFailure::Transient(
-            "the exchange did not answer in time".to_owned(),
-        ))
-    })?
     .map_err(LoginFailure::Exchange)?;
     let mut record = AccountRecord::from_grant(grant, label, unix_now())?;
     record.api_key = Some(api_key.clone());
@@ -226,9 +233,13 @@ pub async fn exchange_api_key(
 
 /// `cursorpool login --api-key`: exchanges the key against `opts.upstream`, writes the
 /// credential file in `opts.auth_dir` and says which.
-pub async fn cli_api_key(opts: &LoginOptions, api_key: &Secret) -> Result<LoginDone, LoginFailure> {
-    let upstream = Upstream::new(&opts.upstream, opts.upstream_root_pem.as_deref())?;
-    let record = exchange_api_key(&upstream, api_key, opts.label.clone()).await?;
+pub async fn cli_api_key(
+    platform: &dyn Platform,
+    opts: &LoginOptions,
+    api_key: &Secret,
+) -> Result<LoginDone, LoginFailure> {
+    let upstream = platform.upstream(&opts.upstream, opts.upstream_root_pem.as_deref())?;
+    let record = exchange_api_key(platform, upstream.as_ref(), api_key, opts.label.clone()).await?;
     let done = store(&opts.auth_dir, record).await?;
     let who = done
         .record
@@ -270,8 +281,12 @@ pub fn open_browser(url: &str) -> bool {
 
 /// `cursorpool login`: prints the URL, opens the browser unless `no_browser`, polls, writes
 /// the file and says which.
-pub async fn cli(opts: &LoginOptions, no_browser: bool) -> Result<LoginDone, LoginFailure> {
-    let done = run(opts, |s| {
+pub async fn cli(
+    platform: &dyn Platform,
+    opts: &LoginOptions,
+    no_browser: bool,
+) -> Result<LoginDone, LoginFailure> {
+    let done = run(platform, opts, |s| {
         say(&format!(
             "Open this page to log in to Cursor:\n\n  {}\n",
             s.url

@@ -6,10 +6,9 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
-
 use crate::app::App;
 use crate::persist::{PoolStateFile, pool_state_path};
+use crate::tasks::{self, Background};
 
 /// How often the pool's state is saved while serving.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -17,10 +16,7 @@ pub const SAVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Restores the state saved under `state_dir` into `app`'s pool; whether there was one.
 pub async fn load(app: &App, state_dir: &Path) -> bool {
     let file = PoolStateFile::new(pool_state_path(state_dir));
-    let state = tokio::task::spawn_blocking(move || file.load())
-        .await
-        .ok()
-        .flatten();
+    let state = blocking::unblock(move || file.load()).await;
     match state {
         Some(state) => {
             app.restore_pool_state(&state);
@@ -35,37 +31,32 @@ pub async fn load(app: &App, state_dir: &Path) -> bool {
 pub async fn save(app: &App, state_dir: &Path) -> std::io::Result<()> {
     let file = PoolStateFile::new(pool_state_path(state_dir));
     let state = app.pool_state();
-    tokio::task::spawn_blocking(move || file.save(&state))
-        .await
-        .map_err(std::io::Error::other)?
-}
-
-/// The periodic saver of [`spawn`]; dropping it stops it.
-#[derive(Debug)]
-pub struct SaverTask(JoinHandle<()>);
-
-impl Drop for SaverTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    blocking::unblock(move || file.save(&state)).await
 }
 
 /// Saves the pool state every `interval` (the first time after one interval) until `app` is
-/// dropped or the returned task is.
-pub fn spawn(app: &Arc<App>, state_dir: &Path, interval: Duration) -> SaverTask {
+/// dropped or the returned guard is.
+pub fn spawn(app: &Arc<App>, state_dir: &Path, interval: Duration) -> Background {
+    let guard = Background::new();
     let weak: Weak<App> = Arc::downgrade(app);
     let dir = state_dir.to_path_buf();
-    SaverTask(tokio::spawn(async move {
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let Some(app) = weak.upgrade() else {
-                return;
-            };
-            if let Err(e) = save(&app, &dir).await {
-                tracing::warn!(error = %e, "cannot save the pool state");
+    tasks::every(
+        app.platform(),
+        guard.signal(),
+        interval,
+        interval,
+        move || {
+            let (weak, dir) = (weak.clone(), dir.clone());
+            async move {
+                let Some(app) = weak.upgrade() else {
+                    return false;
+                };
+                if let Err(e) = save(&app, &dir).await {
+                    tracing::warn!(error = %e, "cannot save the pool state");
+                }
+                true
             }
-        }
-    }))
+        },
+    );
+    guard
 }

@@ -4,7 +4,7 @@
 //! first byte marks its account, and a conversation stays on its account. The sim's counters
 //! per account show what each account was asked.
 
-mod support;
+use cursorpool_conformance as support;
 
 use std::time::Duration;
 
@@ -41,7 +41,6 @@ fn answered(r: &support::Response, prompt: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_quotas_serve_every_request_until_all_are_spent() {
     bounded(async {
         let quotas = [("a", 3), ("b", 4), ("c", 5)];
@@ -111,7 +110,6 @@ async fn small_quotas_serve_every_request_until_all_are_spent() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_account_exhausted_is_a_429_with_retry_after() {
     bounded(async {
         // The default policy: the first quota rest is one second.
@@ -148,7 +146,6 @@ async fn every_account_exhausted_is_a_429_with_retry_after() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_error_is_not_replayed_on_other_accounts() {
     bounded(async {
         let h = Harness::start(Options::with_accounts(&["a", "b", "c"]).fault_all(
@@ -179,7 +176,6 @@ async fn a_client_error_is_not_replayed_on_other_accounts() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_account_unavailable_rests_them_and_answers_429() {
     bounded(async {
         let h = Harness::start(Options::with_accounts(&["a", "b"]).fault_all(
@@ -210,7 +206,6 @@ async fn every_account_unavailable_rests_them_and_answers_429() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_after_the_first_byte_marks_the_account() {
     bounded(async {
         let h = Harness::start(Options::with_accounts(&["flaky", "solid"]).fault_all(
@@ -261,7 +256,6 @@ async fn a_failure_after_the_first_byte_marks_the_account() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_stays_on_its_account_and_usage_is_counted() {
     bounded(async {
         let h = Harness::start(Options::with_accounts(&["a", "b", "c"])).await;
@@ -322,16 +316,16 @@ async fn a_conversation_stays_on_its_account_and_usage_is_counted() {
 
 /// Where the restart test keeps its state (one per test process).
 fn restart_state_dir() -> std::path::PathBuf {
+    // Per binary under test: both binaries' tests run in this process, maybe at once.
     std::env::temp_dir().join(format!(
-        "cursorpool-conductor-restart-{}",
-        std::process::id()
+        "cursorpool-conductor-restart-{}-{}",
+        std::process::id(),
+        support::Target::current().binary()
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_a_conversation_returns_to_the_account_holding_its_checkpoint() {
     use cursorpool_tokio::app::{App, AppConfig};
-    use cursorpool_tokio::server;
 
     bounded(async {
         let dir = restart_state_dir();
@@ -374,26 +368,28 @@ async fn after_a_restart_a_conversation_returns_to_the_account_holding_its_check
             state_dir: Some(dir.clone()),
             ..cursorpool_tokio::cli::demo_config()
         };
-        let app = App::new(config).expect("proxy");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(server::serve(listener, app.clone(), async {
-            let _ = stopped.await;
-        }));
-        let mut client = support::Client::connect(addr).await;
+        let app = App::new(config, support::platform()).expect("proxy");
+        let proxy = support::Proxy::serve(app.clone()).await;
+        let mut client = support::Client::connect(proxy.addr).await;
         let body = json!({"model": "claude-sonnet-5", "max_tokens": 256, "messages": messages});
         let r = client.post("/v1/messages", body.to_string().into()).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let c = h.account("c");
         assert_eq!(c.turns_completed, 2, "{:?}", h.counters());
         assert_eq!(c.replayed_checkpoints, 1, "{c:?}");
-        let _ = stop.send(());
-        let _ = serving.await;
+        proxy.stop().await;
         h.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
+
+support::both_binaries!(
+    small_quotas_serve_every_request_until_all_are_spent,
+    every_account_exhausted_is_a_429_with_retry_after,
+    a_client_error_is_not_replayed_on_other_accounts,
+    every_account_unavailable_rests_them_and_answers_429,
+    a_failure_after_the_first_byte_marks_the_account,
+    a_conversation_stays_on_its_account_and_usage_is_counted,
+    after_a_restart_a_conversation_returns_to_the_account_holding_its_checkpoint,
+);

@@ -4,7 +4,7 @@
 //! failure before the first byte on one account invisible when another account is healthy.
 //! Faults and quotas come from the simulated backend; its counters show what was tried.
 
-mod support;
+use cursorpool_conformance as support;
 
 use std::time::Duration;
 
@@ -94,7 +94,6 @@ fn exhausted() -> Quota {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_exhaustion_is_a_429_in_each_api_shape() {
     bounded(async {
         let h = Harness::start(Options {
@@ -119,7 +118,6 @@ async fn quota_exhaustion_is_a_429_in_each_api_shape() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_exhaustion_on_one_account_moves_to_the_next() {
     bounded(async {
         let h = Harness::start(Options {
@@ -150,7 +148,6 @@ async fn quota_exhaustion_on_one_account_moves_to_the_next() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_token_is_a_401_after_trying_every_account() {
     bounded(async {
         // One proxy per API: the first request disables both accounts (a rejected token that
@@ -176,25 +173,36 @@ async fn bad_token_is_a_401_after_trying_every_account() {
                     "Claude Code would otherwise retry a 401 ten times"
                 );
             }
-            assert_eq!(
-                h.counters().unauthenticated_runs,
-                2,
-                "both accounts were tried"
+            // Both accounts were tried and are out of rotation. (Over HTTP/1.1 the refused
+            // `BidiAppend` may fail the run before its `RunSSE` reached the sim, so the sim's
+            // count of refused runs is exact only on HTTP/2.)
+            let status = h.app.pool_status();
+            assert!(
+                status.accounts.len() == 2
+                    && status.accounts.iter().all(|a| a.disabled_reason.is_some()),
+                "{status:?}"
             );
+            if support::Target::current() == support::Target::Cursorpool {
+                assert_eq!(
+                    h.counters().unauthenticated_runs,
+                    2,
+                    "both accounts were tried"
+                );
+            }
+            let refused = h.counters().unauthenticated_runs;
             // Both accounts are now out of rotation with a reason: the next request is not
             // sent upstream at all, and says that no account is available.
             let r = h.anthropic(&anthropic_text_request("again", false)).await;
-            assert_eq!(r.status, 529, "{}", r.text());
+            assert_eq!(r.status, support::overloaded_status(), "{}", r.text());
             let r = h.openai(&openai_text_request("again", false)).await;
             assert_openai_error(&r, 503, "server_error", None);
-            assert_eq!(h.counters().unauthenticated_runs, 2);
+            assert_eq!(h.counters().unauthenticated_runs, refused);
             h.shutdown().await;
         }
     })
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_token_on_one_account_is_invisible_with_a_good_one() {
     bounded(async {
         let h = Harness::start(Options {
@@ -215,7 +223,6 @@ async fn bad_token_on_one_account_is_invisible_with_a_good_one() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permission_denied_is_a_403() {
     bounded(async {
         let h = Harness::start(Options {
@@ -232,7 +239,6 @@ async fn permission_denied_is_a_403() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_internal_is_a_500_api_error() {
     bounded(async {
         let h = Harness::start(Options {
@@ -255,7 +261,6 @@ async fn upstream_internal_is_a_500_api_error() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_on_every_account_is_overloaded() {
     bounded(async {
         let h = Harness::start(Options {
@@ -264,7 +269,7 @@ async fn unavailable_on_every_account_is_overloaded() {
         })
         .await;
         let r = h.anthropic(&anthropic_text_request("hi", true)).await;
-        assert_anthropic_error(&r, 529, "overloaded_error");
+        assert_anthropic_error(&r, support::overloaded_status(), "overloaded_error");
         assert_retry_after_well_formed(&r);
         for label in ["a", "b"] {
             assert_eq!(
@@ -293,7 +298,6 @@ fn error_mid_answer() -> Fault {
 /// A prompt whose answer is much longer than the fault's 30 updates.
 const LONG: &str = "a long answer please lorem 400";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_failure_after_the_first_byte_is_an_error_event() {
     bounded(async {
         let h = Harness::start(Options {
@@ -329,7 +333,6 @@ async fn anthropic_failure_after_the_first_byte_is_an_error_event() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_failure_after_the_first_byte_is_an_error_chunk() {
     bounded(async {
         let h = Harness::start(Options {
@@ -357,11 +360,12 @@ async fn openai_failure_after_the_first_byte_is_an_error_chunk() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_before_the_first_byte_fails_over_invisibly() {
     bounded(async {
         // With each fault: whether the sick account rests after failing (a 5xx or a broken
-        // connection does, for a minute; REFUSED_STREAM says nothing about the account).
+        // connection does, for a minute; REFUSED_STREAM says nothing about the account — but
+        // over HTTP/1.1 there are no stream resets: the sim aborts the connection, which rests).
+        let h1 = support::Target::current() == support::Target::Lite;
         let faults = [
             (error_at_start(Code::Unavailable), true),
             (error_at_start(Code::Internal), true),
@@ -370,7 +374,7 @@ async fn failure_before_the_first_byte_fails_over_invisibly() {
                     after_updates: 0,
                     code: 7,
                 },
-                false,
+                h1,
             ),
             (Fault::DropConnection { after_updates: 0 }, true),
         ];
@@ -427,7 +431,6 @@ async fn failure_before_the_first_byte_fails_over_invisibly() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_in_a_resumed_turn_after_the_first_byte_is_an_error_event() {
     bounded(async {
         let h = Harness::start(Options::default().fault_all(
@@ -484,7 +487,6 @@ async fn failure_in_a_resumed_turn_after_the_first_byte_is_an_error_event() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stall_after_the_first_byte_is_an_error_event() {
     bounded(async {
         let h = Harness::start(Options {
@@ -514,7 +516,6 @@ async fn stall_after_the_first_byte_is_an_error_event() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stall_before_the_first_byte_fails_over_invisibly() {
     bounded(async {
         let h = Harness::start(Options {
@@ -536,7 +537,6 @@ async fn stall_before_the_first_byte_fails_over_invisibly() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transport_failures_after_the_first_byte_are_error_events() {
     bounded(async {
         let faults = [
@@ -578,7 +578,6 @@ async fn transport_failures_after_the_first_byte_are_error_events() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pooled_connection_recovers_after_it_drops() {
     bounded(async {
         let mut opts = Options {
@@ -593,6 +592,7 @@ async fn the_pooled_connection_recovers_after_it_drops() {
         let h = Harness::start(opts).await;
         let s = anthropic_stream(&h.anthropic(&anthropic_text_request(LONG, true)).await);
         assert!(s.error.is_some(), "{s:?}");
+        let after_drop = h.app.upstream_connects();
         for i in 0..3 {
             let prompt = format!("after the drop {i}");
             let s = anthropic_stream(&h.anthropic(&anthropic_text_request(&prompt, true)).await);
@@ -603,8 +603,39 @@ async fn the_pooled_connection_recovers_after_it_drops() {
                 s.text
             );
         }
-        assert_eq!(h.app.upstream_connects(), 2, "one reconnect after the drop");
+        match support::Target::current() {
+            support::Target::Cursorpool => {
+                assert_eq!(h.app.upstream_connects(), 2, "one reconnect after the drop");
+            }
+            // HTTP/1.1: a run opens its stream and a burst of appends at once; the three later
+            // runs reuse kept-alive connections instead of opening a burst each (≥ 3 × 4).
+            support::Target::Lite => {
+                let more = h.app.upstream_connects() - after_drop;
+                assert!(
+                    more <= 6,
+                    "{more} new connections for three sequential runs"
+                );
+            }
+        }
         h.shutdown().await;
     })
     .await;
 }
+
+support::both_binaries!(
+    quota_exhaustion_is_a_429_in_each_api_shape,
+    quota_exhaustion_on_one_account_moves_to_the_next,
+    bad_token_is_a_401_after_trying_every_account,
+    bad_token_on_one_account_is_invisible_with_a_good_one,
+    permission_denied_is_a_403,
+    upstream_internal_is_a_500_api_error,
+    unavailable_on_every_account_is_overloaded,
+    anthropic_failure_after_the_first_byte_is_an_error_event,
+    openai_failure_after_the_first_byte_is_an_error_chunk,
+    failure_before_the_first_byte_fails_over_invisibly,
+    failure_in_a_resumed_turn_after_the_first_byte_is_an_error_event,
+    stall_after_the_first_byte_is_an_error_event,
+    stall_before_the_first_byte_fails_over_invisibly,
+    transport_failures_after_the_first_byte_are_error_events,
+    the_pooled_connection_recovers_after_it_drops,
+);

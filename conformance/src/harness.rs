@@ -3,7 +3,6 @@
 //! runner of the official Python SDK scripts in `e2e/`.
 //!
 //! Every test file includes it with `mod support;` and uses a different part of it.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,12 +11,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cursorpool_host::app::{App, AppConfig};
 use cursorpool_sim::model::{
     AccountConfig, AccountCounters, Counters, Fault, FaultRule, FaultRuns, Quota, SimConfig,
 };
 use cursorpool_sim::server::{ServerConfig, SimHandle, spawn};
-use cursorpool_tokio::app::{App, AppConfig};
+use cursorpool_tokio::platform::TokioPlatform;
 use cursorpool_tokio::{cli, server};
+
+use crate::Target;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -27,17 +29,26 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Bound on one whole test (start-up, every request, shutdown).
-pub(crate) const TEST_LIMIT: Duration = Duration::from_secs(120);
+pub const TEST_LIMIT: Duration = Duration::from_secs(120);
 /// Bound on one HTTP exchange (headers and the whole body).
-pub(crate) const REQUEST_LIMIT: Duration = Duration::from_secs(60);
+pub const REQUEST_LIMIT: Duration = Duration::from_secs(60);
 /// Bound on one SDK script run.
-pub(crate) const SCRIPT_LIMIT: Duration = Duration::from_secs(90);
+pub const SCRIPT_LIMIT: Duration = Duration::from_secs(90);
 
 /// The client API key every test request carries (`x-api-key` / `Authorization: Bearer`).
-pub(crate) const CLIENT_KEY: &str = "sk-e2e-client";
+pub const CLIENT_KEY: &str = "sk-e2e-client";
+
+/// The runtime adapter of the binary under test (for calls made without a running proxy,
+/// e.g. `login`).
+pub fn platform() -> std::sync::Arc<dyn cursorpool_host::upstream::Platform> {
+    match Target::current() {
+        Target::Cursorpool => TokioPlatform::shared(),
+        Target::Lite => cursorpool_smol::platform::SmolPlatform::shared(),
+    }
+}
 
 /// Runs `fut` under [`TEST_LIMIT`]: a hung proxy fails the test instead of hanging CI.
-pub(crate) async fn bounded<T>(fut: impl Future<Output = T>) -> T {
+pub async fn bounded<T>(fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(TEST_LIMIT, fut).await {
         Ok(v) => v,
         Err(_) => panic!("test did not finish within {TEST_LIMIT:?}"),
@@ -46,7 +57,7 @@ pub(crate) async fn bounded<T>(fut: impl Future<Output = T>) -> T {
 
 /// An account the proxy is configured with.
 #[derive(Debug, Clone)]
-pub(crate) enum ProxyAccount {
+pub enum ProxyAccount {
     /// A fresh token the sim issued for its account with this label.
     Sim(String),
     /// A token the sim does not know: every run on it ends `unauthenticated`.
@@ -55,23 +66,23 @@ pub(crate) enum ProxyAccount {
 
 /// What to start.
 #[derive(Debug, Clone)]
-pub(crate) struct Options {
+pub struct Options {
     /// The sim's accounts, by label (api key `key-<label>`), each with its quota.
-    pub(crate) accounts: Vec<(String, Quota)>,
+    pub accounts: Vec<(String, Quota)>,
     /// The proxy's accounts, in round-robin order; `None` = every sim account, in order.
-    pub(crate) proxy_accounts: Option<Vec<ProxyAccount>>,
+    pub proxy_accounts: Option<Vec<ProxyAccount>>,
     /// Fault rules active from the start.
-    pub(crate) faults: Vec<FaultRule>,
+    pub faults: Vec<FaultRule>,
     /// HTTP/2 initial window the sim grants for request bodies.
-    pub(crate) initial_window: Option<u32>,
+    pub initial_window: Option<u32>,
     /// Characters per streamed text delta.
-    pub(crate) chunk_chars: usize,
+    pub chunk_chars: usize,
     /// Delay between two streamed deltas.
-    pub(crate) token_interval: Duration,
+    pub token_interval: Duration,
     /// Serve the sim over TLS (self-signed; the proxy is told to trust its certificate).
-    pub(crate) tls: bool,
+    pub tls: bool,
     /// Changes to the proxy's configuration (after the harness filled it in).
-    pub(crate) configure: Option<fn(&mut AppConfig)>,
+    pub configure: Option<fn(&mut AppConfig)>,
 }
 
 impl Default for Options {
@@ -91,7 +102,7 @@ impl Default for Options {
 
 impl Options {
     /// Sim accounts with unlimited quota, used by the proxy in this order.
-    pub(crate) fn with_accounts(labels: &[&str]) -> Self {
+    pub fn with_accounts(labels: &[&str]) -> Self {
         Self {
             accounts: labels
                 .iter()
@@ -102,7 +113,7 @@ impl Options {
     }
 
     /// Adds a fault rule for every run of `account` (`None` = all accounts).
-    pub(crate) fn fault_all(mut self, account: Option<&str>, fault: Fault) -> Self {
+    pub fn fault_all(mut self, account: Option<&str>, fault: Fault) -> Self {
         self.faults.push(FaultRule {
             account: account.map(str::to_owned),
             runs: FaultRuns::All,
@@ -114,25 +125,80 @@ impl Options {
 
 /// The sim and the proxy, running.
 #[derive(Debug)]
-pub(crate) struct Harness {
+pub struct Harness {
     /// The simulated backend.
-    pub(crate) sim: SimHandle,
+    pub sim: SimHandle,
     /// The proxy's state (counters of runs, parked turns, connections).
-    pub(crate) app: Arc<App>,
+    pub app: Arc<App>,
     /// Where the proxy listens.
-    pub(crate) addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
+    pub addr: SocketAddr,
+    proxy: Option<Proxy>,
+}
+
+/// A proxy serving on loopback with the code of the binary under test.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Serves `app` on a fresh loopback port with the server of the binary under test.
+    pub async fn serve(app: Arc<App>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stop_rx.await;
+        };
+        let server = match Target::current() {
+            Target::Cursorpool => {
+                listener.set_nonblocking(true).expect("nonblocking");
+                let listener = TcpListener::from_std(listener).expect("a tokio listener");
+                tokio::spawn(server::serve(listener, app, shutdown))
+            }
+            Target::Lite => lite_serve(listener, app, shutdown),
+        };
+        Self { addr, stop, server }
+    }
+
+    /// Stops accepting and drains the in-flight replies (bounded), like a shutdown signal.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+
+    /// Stops at once (in-flight replies are cut).
+    pub async fn abort(self) {
+        let _ = self.stop.send(());
+        self.server.abort();
+        let _ = self.server.await;
+    }
+}
+
+/// `cursorpool-lite`'s server for `listener` (its tasks run on smol's executor; the returned
+/// handle ends when the server does).
+fn lite_serve(
+    listener: std::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    let listener = smol::net::TcpListener::try_from(listener).expect("a smol listener");
+    let task = smol::spawn(cursorpool_smol::server::serve(listener, app, shutdown));
+    // Aborting the tokio handle drops the smol task, which cancels the server.
+    tokio::spawn(task)
 }
 
 impl Harness {
     /// Starts the sim and the proxy with the default options (one healthy account).
-    pub(crate) async fn start_default() -> Self {
+    pub async fn start_default() -> Self {
         Self::start(Options::default()).await
     }
 
     /// Starts the sim and the proxy.
-    pub(crate) async fn start(opts: Options) -> Self {
+    pub async fn start(opts: Options) -> Self {
         let sim_config = SimConfig {
             seed: 7,
             accounts: opts
@@ -181,36 +247,28 @@ impl Harness {
         if let Some(configure) = opts.configure {
             configure(&mut config);
         }
-        let app = App::new(config).expect("the proxy builds");
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(server::serve(listener, app.clone(), async move {
-            let _ = stop_rx.await;
-        }));
+        let app = App::new(config, platform()).expect("the proxy builds");
+        let proxy = Proxy::serve(app.clone()).await;
         Self {
             sim,
             app,
-            addr,
-            stop: Some(stop_tx),
-            server: Some(server),
+            addr: proxy.addr,
+            proxy: Some(proxy),
         }
     }
 
     /// The proxy's base URL, `http://127.0.0.1:PORT`.
-    pub(crate) fn base_url(&self) -> String {
+    pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Every counter of the sim.
-    pub(crate) fn counters(&self) -> Counters {
+    pub fn counters(&self) -> Counters {
         self.sim.counters()
     }
 
     /// The sim's counters of one account.
-    pub(crate) fn account(&self, label: &str) -> AccountCounters {
+    pub fn account(&self, label: &str) -> AccountCounters {
         self.counters()
             .accounts
             .get(label)
@@ -219,37 +277,33 @@ impl Harness {
     }
 
     /// Stops the proxy (the in-flight replies get a bounded drain) and the sim.
-    pub(crate) async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.abort();
-            let _ = server.await;
+    pub async fn shutdown(mut self) {
+        if let Some(proxy) = self.proxy.take() {
+            proxy.abort().await;
         }
         let Self { sim, .. } = self;
         sim.shutdown().await;
     }
 
     /// POSTs `body` as an Anthropic client would (`/v1/messages`).
-    pub(crate) async fn anthropic(&self, body: &Value) -> Response {
+    pub async fn anthropic(&self, body: &Value) -> Response {
         self.post("/v1/messages", body.to_string().into()).await
     }
 
     /// POSTs `body` as an OpenAI client would (`/v1/chat/completions`).
-    pub(crate) async fn openai(&self, body: &Value) -> Response {
+    pub async fn openai(&self, body: &Value) -> Response {
         self.post("/v1/chat/completions", body.to_string().into())
             .await
     }
 
     /// POSTs raw bytes to `path` on a fresh connection.
-    pub(crate) async fn post(&self, path: &str, body: Bytes) -> Response {
+    pub async fn post(&self, path: &str, body: Bytes) -> Response {
         let mut client = Client::connect(self.addr).await;
         client.post(path, body).await
     }
 
     /// GETs `path` on a fresh connection with extra headers.
-    pub(crate) async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
         let mut client = Client::connect(self.addr).await;
         client.send("GET", path, headers, Bytes::new()).await
     }
@@ -257,14 +311,14 @@ impl Harness {
 
 /// One HTTP/1.1 keep-alive connection to the proxy.
 #[derive(Debug)]
-pub(crate) struct Client {
+pub struct Client {
     addr: SocketAddr,
     sender: SendRequest<Full<Bytes>>,
 }
 
 impl Client {
     /// Opens a connection.
-    pub(crate) async fn connect(addr: SocketAddr) -> Self {
+    pub async fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr)
             .await
             .expect("connect to the proxy");
@@ -276,7 +330,7 @@ impl Client {
     }
 
     /// POSTs a JSON body with both APIs' headers (the proxy routes by path).
-    pub(crate) async fn post(&mut self, path: &str, body: Bytes) -> Response {
+    pub async fn post(&mut self, path: &str, body: Bytes) -> Response {
         self.send(
             "POST",
             path,
@@ -291,7 +345,7 @@ impl Client {
     }
 
     /// Sends one request and reads the whole response, bounded by [`REQUEST_LIMIT`].
-    pub(crate) async fn send(
+    pub async fn send(
         &mut self,
         method: &str,
         path: &str,
@@ -332,56 +386,56 @@ impl Client {
 
 /// A complete HTTP response.
 #[derive(Debug, Clone)]
-pub(crate) struct Response {
+pub struct Response {
     /// Status code.
-    pub(crate) status: u16,
+    pub status: u16,
     /// Headers.
-    pub(crate) headers: http::HeaderMap,
+    pub headers: http::HeaderMap,
     /// The whole body.
-    pub(crate) body: Bytes,
+    pub body: Bytes,
 }
 
 impl Response {
     /// The body as text (lossy).
-    pub(crate) fn text(&self) -> String {
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The body as JSON (panics with the body when it is not).
-    pub(crate) fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
     }
 
     /// A header as text.
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The body as SSE events (comments skipped).
-    pub(crate) fn sse(&self) -> Vec<SseEvent> {
+    pub fn sse(&self) -> Vec<SseEvent> {
         parse_sse(&self.text())
     }
 }
 
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SseEvent {
+pub struct SseEvent {
     /// The `event:` field, if any.
-    pub(crate) event: Option<String>,
+    pub event: Option<String>,
     /// The `data:` lines joined by `\n`.
-    pub(crate) data: String,
+    pub data: String,
 }
 
 impl SseEvent {
     /// The data as JSON (`None` for `[DONE]` or non-JSON data).
-    pub(crate) fn json(&self) -> Option<Value> {
+    pub fn json(&self) -> Option<Value> {
         serde_json::from_str(&self.data).ok()
     }
 }
 
 /// Splits an SSE body into events (`\n\n` separated; `:` comments ignored).
-pub(crate) fn parse_sse(text: &str) -> Vec<SseEvent> {
+pub fn parse_sse(text: &str) -> Vec<SseEvent> {
     let mut out = Vec::new();
     for block in text.replace("\r\n", "\n").split("\n\n") {
         let mut event = None;
@@ -405,26 +459,26 @@ pub(crate) fn parse_sse(text: &str) -> Vec<SseEvent> {
 
 /// What an Anthropic SSE stream said, assembled.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct AnthropicStream {
+pub struct AnthropicStream {
     /// Event names in order (`ping` excluded).
-    pub(crate) events: Vec<String>,
+    pub events: Vec<String>,
     /// Text of all `text_delta`s.
-    pub(crate) text: String,
+    pub text: String,
     /// Text of all `thinking_delta`s.
-    pub(crate) thinking: String,
+    pub thinking: String,
     /// `(id, name, input)` of every tool_use block.
-    pub(crate) tool_uses: Vec<(String, String, Value)>,
+    pub tool_uses: Vec<(String, String, Value)>,
     /// `message_delta.delta.stop_reason`.
-    pub(crate) stop_reason: Option<String>,
+    pub stop_reason: Option<String>,
     /// The `error` event's `error` object.
-    pub(crate) error: Option<Value>,
+    pub error: Option<Value>,
     /// `message_start.message`.
-    pub(crate) message: Option<Value>,
+    pub message: Option<Value>,
 }
 
 /// Assembles an Anthropic stream and checks its grammar: `message_start` first, every block
 /// started before its deltas and stopped once, `message_stop` (or `error`) last.
-pub(crate) fn anthropic_stream(resp: &Response) -> AnthropicStream {
+pub fn anthropic_stream(resp: &Response) -> AnthropicStream {
     assert_eq!(resp.status, 200, "stream status; body: {}", resp.text());
     let mut s = AnthropicStream::default();
     let mut partial: Vec<(String, String, String)> = Vec::new();
@@ -534,23 +588,23 @@ pub(crate) fn anthropic_stream(resp: &Response) -> AnthropicStream {
 
 /// What an OpenAI chunk stream said, assembled.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct OpenAiStream {
+pub struct OpenAiStream {
     /// The chunks (JSON) in order, `[DONE]` excluded.
-    pub(crate) chunks: Vec<Value>,
+    pub chunks: Vec<Value>,
     /// `delta.content`, concatenated.
-    pub(crate) content: String,
+    pub content: String,
     /// `delta.reasoning_content`, concatenated.
-    pub(crate) reasoning: String,
+    pub reasoning: String,
     /// The last `finish_reason`.
-    pub(crate) finish_reason: Option<String>,
+    pub finish_reason: Option<String>,
     /// An `{"error":…}` chunk's `error`.
-    pub(crate) error: Option<Value>,
+    pub error: Option<Value>,
     /// Whether `data: [DONE]` ended the stream.
-    pub(crate) done: bool,
+    pub done: bool,
 }
 
 /// Assembles an OpenAI stream (`data: {…}` chunks, then `data: [DONE]`).
-pub(crate) fn openai_stream(resp: &Response) -> OpenAiStream {
+pub fn openai_stream(resp: &Response) -> OpenAiStream {
     assert_eq!(resp.status, 200, "stream status; body: {}", resp.text());
     let mut s = OpenAiStream::default();
     for ev in resp.sse() {
@@ -593,7 +647,7 @@ pub(crate) fn openai_stream(resp: &Response) -> OpenAiStream {
 }
 
 /// A plain streamed Anthropic request with one user message.
-pub(crate) fn anthropic_text_request(text: &str, stream: bool) -> Value {
+pub fn anthropic_text_request(text: &str, stream: bool) -> Value {
     serde_json::json!({
         "model": "claude-sonnet-5",
         "max_tokens": 1024,
@@ -603,7 +657,7 @@ pub(crate) fn anthropic_text_request(text: &str, stream: bool) -> Value {
 }
 
 /// A plain OpenAI request with one user message.
-pub(crate) fn openai_text_request(text: &str, stream: bool) -> Value {
+pub fn openai_text_request(text: &str, stream: bool) -> Value {
     serde_json::json!({
         "model": "gpt-5",
         "stream": stream,
@@ -614,13 +668,13 @@ pub(crate) fn openai_text_request(text: &str, stream: bool) -> Value {
 // ---- the official SDKs (Python) ----
 
 /// Where the e2e scripts and their venv live.
-pub(crate) fn e2e_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../e2e")
+pub fn e2e_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../e2e")
 }
 
 /// The venv's Python, or `None` (with a loud SKIPPED line) when the clients are not installed.
 /// With `CURSORPOOL_REQUIRE_CLIENTS=1` (CI) a missing venv fails the test instead.
-pub(crate) fn sdk_python(test: &str) -> Option<PathBuf> {
+pub fn sdk_python(test: &str) -> Option<PathBuf> {
     static INSTALLED: OnceLock<bool> = OnceLock::new();
     let python = e2e_dir().join(".venv/bin/python");
     let ok = *INSTALLED.get_or_init(|| {
@@ -653,7 +707,7 @@ pub(crate) fn sdk_python(test: &str) -> Option<PathBuf> {
 
 /// Runs `e2e/<script> <scenario>` against the proxy and returns the JSON object the script
 /// printed last on stdout. Panics (with the script's stderr) when it fails or times out.
-pub(crate) async fn run_sdk(python: &Path, h: &Harness, script: &str, scenario: &str) -> Value {
+pub async fn run_sdk(python: &Path, h: &Harness, script: &str, scenario: &str) -> Value {
     let python = python.to_path_buf();
     let script_path = e2e_dir().join(script);
     let base = h.base_url();
@@ -722,5 +776,38 @@ pub(crate) async fn run_sdk(python: &Path, h: &Harness, script: &str, scenario: 
     match last.and_then(|l| serde_json::from_str::<Value>(l).ok()) {
         Some(v) => v,
         None => panic!("{label} printed no JSON result\nstdout:\n{stdout}\nstderr:\n{stderr}"),
+    }
+}
+
+/// The executable of the binary under test, next to the test executables
+/// (`target/<profile>/`): `cargo test --workspace` builds both.
+pub fn binary_path() -> PathBuf {
+    let name = Target::current().binary();
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> → target/<profile>/<binary>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(name))
+        .expect("the test runs from a target directory");
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build -p {}` (cargo test --workspace builds it)",
+        path.display(),
+        match Target::current() {
+            Target::Cursorpool => "cursorpool-tokio",
+            Target::Lite => "cursorpool-smol",
+        }
+    );
+    path
+}
+
+/// Anthropic's "overloaded" status as the binary under test sends it: 529 from `cursorpool`;
+/// `cursorpool-lite`'s HTTP library (http-types) knows only registered statuses and sends 503,
+/// which clients retry alike.
+pub fn overloaded_status() -> u16 {
+    match Target::current() {
+        Target::Cursorpool => 529,
+        Target::Lite => 503,
     }
 }

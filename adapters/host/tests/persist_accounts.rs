@@ -7,13 +7,15 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cursorpool_core::conductor::cooldown::CoolCause;
 use cursorpool_core::conductor::state::{STATE_VERSION, SavedAccount, SavedCooling, SavedModel};
 use cursorpool_core::conductor::{AccountRecord, PoolState, Secret};
-use cursorpool_tokio::persist::{self, AuthChange, AuthDir, PoolStateFile};
-use tokio::sync::mpsc;
+use cursorpool_host::persist::{self, AuthChange, AuthDir, PoolStateFile};
+use cursorpool_host::tasks::Background;
+use cursorpool_host::upstream::{BoxFuture, Pairing, Platform, Upstream, UpstreamError};
 
 /// Upper bound on waiting for one watcher event (a hang guard, not a timing assertion).
 const EVENT_WAIT: Duration = Duration::from_secs(20);
@@ -63,11 +65,35 @@ fn external_write(dir: &Path, record: &AccountRecord) {
     fs::write(dir.join(record.file_name()), record.to_json()).expect("external write");
 }
 
-async fn next(rx: &mut mpsc::Receiver<AuthChange>) -> AuthChange {
-    tokio::time::timeout(EVENT_WAIT, rx.recv())
+/// A platform on smol's global executor (no upstream: these tests make no call).
+#[derive(Debug)]
+struct SmolTimers;
+
+impl Platform for SmolTimers {
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        smol::spawn(fut).detach();
+    }
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            smol::Timer::after(d).await;
+        })
+    }
+    fn upstream(&self, url: &str, _: Option<&[u8]>) -> Result<Arc<dyn Upstream>, UpstreamError> {
+        Err(UpstreamError::BadBaseUrl(url.to_owned()))
+    }
+    fn pairing(&self) -> Pairing {
+        Pairing::RunSse
+    }
+}
+
+async fn next(rx: &async_channel::Receiver<AuthChange>) -> AuthChange {
+    let wait = async {
+        smol::Timer::after(EVENT_WAIT).await;
+        None
+    };
+    smol::future::or(async { rx.recv().await.ok() }, wait)
         .await
-        .expect("a watcher event")
-        .expect("watcher running")
+        .expect("a watcher event while the watcher runs")
 }
 
 #[test]
@@ -132,8 +158,12 @@ fn writes_are_private_and_named_by_label_or_subject_hash() {
     assert!(!auth.remove(&labelled).expect("remove again"));
 }
 
-#[tokio::test]
-async fn the_watcher_reports_others_changes_but_not_its_own_writes() {
+#[test]
+fn the_watcher_reports_others_changes_but_not_its_own_writes() {
+    smol::block_on(watcher_reports_others_changes());
+}
+
+async fn watcher_reports_others_changes() {
     let tmp = TempDir::new("auth-watch");
     let auth = AuthDir::new(&tmp.0);
     let own = account(Some("own"), "auth0|own");
@@ -142,7 +172,9 @@ async fn the_watcher_reports_others_changes_but_not_its_own_writes() {
     external_write(&tmp.0, &preexisting);
     assert_eq!(auth.load().len(), 2);
 
-    let (task, mut rx) = auth.watch(Duration::from_millis(10));
+    let platform: Arc<dyn Platform> = Arc::new(SmolTimers);
+    let guard = Background::new();
+    let rx = auth.watch(&platform, guard.signal(), Duration::from_millis(10));
 
     // Added by another process, after this process wrote its own file.
     let mut own_renewed = own.clone();
@@ -150,14 +182,14 @@ async fn the_watcher_reports_others_changes_but_not_its_own_writes() {
     auth.write(&own_renewed).expect("own write");
     let other = account(Some("other"), "auth0|other");
     external_write(&tmp.0, &other);
-    assert_eq!(next(&mut rx).await, AuthChange::Upserted(other.clone()));
+    assert_eq!(next(&rx).await, AuthChange::Upserted(other.clone()));
 
     // Changed by another process.
     let mut edited = other.clone();
     edited.priority = 7;
     edited.email = Some("someone@example.com".to_owned());
     external_write(&tmp.0, &edited);
-    assert_eq!(next(&mut rx).await, AuthChange::Upserted(edited.clone()));
+    assert_eq!(next(&rx).await, AuthChange::Upserted(edited.clone()));
 
     // This process removes its own file and rewrites another; then another process removes one.
     auth.remove(&own_renewed).expect("own remove");
@@ -165,17 +197,28 @@ async fn the_watcher_reports_others_changes_but_not_its_own_writes() {
     old_disabled.disabled = Some("disabled by an operator".to_owned());
     auth.write(&old_disabled).expect("own write");
     fs::remove_file(tmp.0.join(edited.file_name())).expect("external remove");
-    assert_eq!(next(&mut rx).await, AuthChange::Removed("other".to_owned()));
+    assert_eq!(next(&rx).await, AuthChange::Removed("other".to_owned()));
 
     // A last external change: every event before it was asserted above, so none of this
     // process's writes or removes was reported.
     let last = account(None, "auth0|last");
     external_write(&tmp.0, &last);
-    assert_eq!(next(&mut rx).await, AuthChange::Upserted(last));
+    assert_eq!(next(&rx).await, AuthChange::Upserted(last));
     assert!(rx.try_recv().is_err());
 
-    drop(rx);
-    task.abort();
+    drop(guard);
+    // Stopped: the loop ends and closes the channel.
+    let closed = smol::future::or(
+        async {
+            while rx.recv().await.is_ok() {}
+            true
+        },
+        async {
+            smol::Timer::after(EVENT_WAIT).await;
+            false
+        },
+    );
+    assert!(closed.await, "the watcher stops when its guard is dropped");
 }
 
 #[test]

@@ -4,19 +4,18 @@
 //! credential, disables, resets rests, runs a browser login whose account then serves, and
 //! the pool's rests survive a restart.
 
-mod support;
+use cursorpool_conformance as support;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cursorpool_core::conductor::login::PollSchedule;
 use cursorpool_core::conductor::state::AccountState;
+use cursorpool_host::pool_state;
 use cursorpool_sim::model::{Control, Quota};
 use cursorpool_tokio::app::AppConfig;
 use cursorpool_tokio::persist::AuthDir;
-use cursorpool_tokio::pool_state;
 use serde_json::Value;
 use support::{
     CLIENT_KEY, Client, Harness, Options, ProxyAccount, anthropic_text_request, bounded,
@@ -34,7 +33,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         Self(std::env::temp_dir().join(format!(
-            "cursorpool-e2e-mgmt-{name}-{}-{nanos}",
+            "cursorpool-e2e-mgmt-{name}-{}-{}-{nanos}",
+            support::Target::current().binary(),
             std::process::id()
         )))
     }
@@ -95,7 +95,6 @@ fn account_id(accounts: &Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no account {key}: {accounts}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_keys_are_required_when_configured() {
     bounded(async {
         let h = Harness::start(Options {
@@ -163,7 +162,6 @@ async fn client_keys_are_required_when_configured() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_management_secrets_are_refused_then_throttled() {
     bounded(async {
         let h = Harness::start(Options {
@@ -193,7 +191,6 @@ async fn wrong_management_secrets_are_refused_then_throttled() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_are_listed_without_credentials_and_can_be_disabled() {
     bounded(async {
         let h = Harness::start(Options {
@@ -239,15 +236,24 @@ async fn accounts_are_listed_without_credentials_and_can_be_disabled() {
         .await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["state"], "ready", "{}", r.text());
-        // Usage per account, model and client.
-        let r = mgmt(&h, "GET", "/v0/management/usage", Some(SECRET)).await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let usage = r.json();
-        let b_usage = usage["accounts"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["id"] == b))
-            .cloned()
-            .expect("b's usage");
+        // Usage per account, model and client (a run's usage lands when its task ends, just
+        // after its answer: wait for it).
+        let mut tries = 0;
+        let (usage, b_usage) = loop {
+            let r = mgmt(&h, "GET", "/v0/management/usage", Some(SECRET)).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let usage = r.json();
+            let b_usage = usage["accounts"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["id"] == b))
+                .cloned()
+                .expect("b's usage");
+            tries += 1;
+            if b_usage["usage"]["total"]["requests"].as_u64() >= Some(4) || tries > 200 {
+                break (usage, b_usage);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
         assert!(
             b_usage["usage"]["total"]["requests"].as_u64() >= Some(4),
             "{usage}"
@@ -288,7 +294,6 @@ async fn accounts_are_listed_without_credentials_and_can_be_disabled() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_makes_an_exhausted_account_usable_again() {
     bounded(async {
         let h = Harness::start(Options {
@@ -338,7 +343,6 @@ async fn reset_makes_an_exhausted_account_usable_again() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_login_adds_an_account_that_serves() {
     bounded(async {
         let h = Harness::start(Options {
@@ -429,19 +433,29 @@ async fn management_login_adds_an_account_that_serves() {
     .await;
 }
 
-/// The state directory of the restart test (the harness's `configure` is a plain fn).
-static STATE_DIR: OnceLock<PathBuf> = OnceLock::new();
+/// The state directory of the restart test, per binary under test (the harness's
+/// `configure` is a plain fn; both binaries' tests may run at once).
+static STATE_DIR: std::sync::Mutex<Vec<(support::Target, PathBuf)>> =
+    std::sync::Mutex::new(Vec::new());
 
 fn with_state_dir(c: &mut AppConfig) {
     with_secret(c);
-    c.state_dir = STATE_DIR.get().cloned();
+    let target = support::Target::current();
+    c.state_dir = STATE_DIR
+        .lock()
+        .expect("state dirs")
+        .iter()
+        .find(|(t, _)| *t == target)
+        .map(|(_, d)| d.clone());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_state_survives_a_restart() {
     bounded(async {
         let dir = TempDir::new("state");
-        STATE_DIR.set(dir.path().to_path_buf()).expect("set once");
+        STATE_DIR
+            .lock()
+            .expect("state dirs")
+            .push((support::Target::current(), dir.path().to_path_buf()));
         let opts = Options {
             accounts: vec![("x".to_owned(), quota(0))],
             configure: Some(with_state_dir),
@@ -468,3 +482,12 @@ async fn pool_state_survives_a_restart() {
     })
     .await;
 }
+
+support::both_binaries!(
+    client_keys_are_required_when_configured,
+    wrong_management_secrets_are_refused_then_throttled,
+    accounts_are_listed_without_credentials_and_can_be_disabled,
+    reset_makes_an_exhausted_account_usable_again,
+    management_login_adds_an_account_that_serves,
+    pool_state_survives_a_restart,
+);

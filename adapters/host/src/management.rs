@@ -28,14 +28,12 @@ use cursorpool_core::conductor::refresh::RefreshFailure;
 use cursorpool_core::conductor::{AccountId, Secret};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
-use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 
-use crate::app::App;
-use crate::body::ResponseBody;
+use crate::app::{App, BodyError};
+use crate::body::{HttpResponse, ResponseBody};
 use crate::client_auth::{bearer, constant_time_eq};
 use crate::login::{self, LoginFailure, LoginOptions};
-use crate::upstream::Upstream;
 
 /// Wrong secrets tolerated per window.
 pub(crate) const MAX_FAILURES: u32 = 5;
@@ -43,14 +41,20 @@ pub(crate) const MAX_FAILURES: u32 = 5;
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 /// Logins whose outcome is remembered (the oldest are forgotten).
 const MAX_LOGINS: usize = 64;
-/// Largest body of `POST accounts`.
-const ADD_BODY_LIMIT: usize = 64 * 1024;
+/// Largest body of a management request (`POST accounts`).
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 /// Bound on a login announcing its URL.
 const LOGIN_START_LIMIT: Duration = Duration::from_secs(30);
 
 const PREFIX: &str = "/v0/management";
 
-type HttpResponse = Response<ResponseBody>;
+/// Whether `path` is the management API's.
+pub(crate) fn is_management(path: &str) -> bool {
+    path == PREFIX
+        || path
+            .strip_prefix(PREFIX)
+            .is_some_and(|r| r.starts_with('/'))
+}
 
 /// The management API's state: the secret throttle and the logins it started.
 #[derive(Debug, Default)]
@@ -118,7 +122,7 @@ impl Management {
 pub(crate) async fn handle(
     app: Arc<App>,
     parts: Parts,
-    body: hyper::body::Incoming,
+    body: Result<Bytes, BodyError>,
 ) -> HttpResponse {
     let Some(secret) = app.config().management_secret.clone() else {
         return error(StatusCode::NOT_FOUND, "not found");
@@ -235,12 +239,11 @@ async fn delete_account(app: &App, id: &str) -> HttpResponse {
     let mut file_deleted = false;
     if from_file && let Some(dir) = app.auth_dir() {
         let dir = dir.clone();
-        match tokio::task::spawn_blocking(move || dir.remove(&record)).await {
-            Ok(Ok(deleted)) => file_deleted = deleted,
-            Ok(Err(e)) => {
+        match blocking::unblock(move || dir.remove(&record)).await {
+            Ok(deleted) => file_deleted = deleted,
+            Err(e) => {
                 tracing::warn!(account = %id, error = %e, "cannot delete the credential file");
             }
-            Err(_) => tracing::warn!(account = %id, "credential file deletion did not run"),
         }
     }
     tracing::info!(account = %id, file_deleted, "account deleted through the management API");
@@ -248,12 +251,9 @@ async fn delete_account(app: &App, id: &str) -> HttpResponse {
 }
 
 /// `POST accounts` `{"api_key": "...", "label": "..."}`.
-async fn add_by_api_key(app: &App, body: hyper::body::Incoming) -> HttpResponse {
-    let bytes = match http_body_util::Limited::new(body, ADD_BODY_LIMIT)
-        .collect()
-        .await
-    {
-        Ok(c) => c.to_bytes(),
+async fn add_by_api_key(app: &App, body: Result<Bytes, BodyError>) -> HttpResponse {
+    let bytes = match body {
+        Ok(b) => b,
         Err(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -274,11 +274,21 @@ async fn add_by_api_key(app: &App, body: hyper::body::Incoming) -> HttpResponse 
     let key = Secret::new(api_key);
     let label = label.as_str().filter(|l| !l.is_empty()).map(str::to_owned);
     let config = app.config();
-    let upstream = match Upstream::new(&config.upstream_url, config.upstream_root_pem.as_deref()) {
+    let upstream = match app
+        .platform()
+        .upstream(&config.upstream_url, config.upstream_root_pem.as_deref())
+    {
         Ok(u) => u,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let record = match login::exchange_api_key(&upstream, &key, label).await {
+    let record = match login::exchange_api_key(
+        app.platform().as_ref(),
+        upstream.as_ref(),
+        &key,
+        label,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             let status = match &e {
@@ -339,20 +349,26 @@ async fn start_login(app: &Arc<App>, label: Option<String>) -> HttpResponse {
         schedule: config.login_schedule.clone(),
         progress: false,
     };
-    let (tx, rx) = tokio::sync::oneshot::channel::<(String, String)>();
+    // The login announces its URL (Ok) or why it could not start (Err).
+    let (tx, rx) = async_channel::bounded::<Result<(String, String), String>>(1);
     let task_app = app.clone();
-    let task = tokio::spawn(async move {
+    let platform = app.platform().clone();
+    app.platform().spawn(Box::pin(async move {
         let uuid = Arc::new(OnceLock::<String>::new());
-        let (u, a) = (uuid.clone(), task_app.clone());
-        let result = login::run(&opts, move |s| {
+        let (u, a, started) = (uuid.clone(), task_app.clone(), tx.clone());
+        let result = login::run(platform.as_ref(), &opts, move |s| {
             let _ = u.set(s.uuid.clone());
             a.management().set_login(&s.uuid, LoginState::Pending);
-            let _ = tx.send((s.url.clone(), s.uuid.clone()));
+            let _ = started.try_send(Ok((s.url.clone(), s.uuid.clone())));
         })
         .await;
         let Some(uuid) = uuid.get() else {
             // Failed before it could start: the handler reports it.
-            return result.err().map(|e| e.to_string());
+            let why = result
+                .err()
+                .map_or_else(|| "the login could not start".to_owned(), |e| e.to_string());
+            let _ = tx.try_send(Err(why));
+            return;
         };
         let state = match result {
             Ok(done) => {
@@ -379,24 +395,21 @@ async fn start_login(app: &Arc<App>, label: Option<String>) -> HttpResponse {
             }
         };
         task_app.management().set_login(uuid, state);
+    }));
+    let limit = app.platform().sleep(LOGIN_START_LIMIT);
+    let answer = futures_lite::future::or(async { Some(rx.recv().await) }, async {
+        limit.await;
         None
-    });
-    match tokio::time::timeout(LOGIN_START_LIMIT, rx).await {
-        Ok(Ok((url, state))) => ok(json!({"url": url, "state": state})),
-        Ok(Err(_)) => {
-            let why = task.await.ok().flatten();
-            error(
-                StatusCode::BAD_GATEWAY,
-                &why.unwrap_or_else(|| "the login could not start".to_owned()),
-            )
-        }
-        Err(_) => {
-            task.abort();
-            error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the login did not start in time",
-            )
-        }
+    })
+    .await;
+    match answer {
+        Some(Ok(Ok((url, state)))) => ok(json!({"url": url, "state": state})),
+        Some(Ok(Err(why))) => error(StatusCode::BAD_GATEWAY, &why),
+        Some(Err(_)) => error(StatusCode::BAD_GATEWAY, "the login could not start"),
+        None => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the login did not start in time",
+        ),
     }
 }
 

@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use crate::tasks::{self, Stopped};
+use crate::upstream::Platform;
 use cursorpool_core::conductor::account::{AccountError, key_of_file_name};
 use cursorpool_core::conductor::{AccountRecord, PoolState};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::atomic::{ensure_private_dir, read_limited, remove_durable, write_atomic};
 
@@ -138,37 +138,43 @@ impl AuthDir {
         Ok(removed)
     }
 
-    /// Starts a task (on the current tokio runtime) that scans the directory every `interval`
-    /// and sends the changes made by other processes since the last [`AuthDir::load`] or
-    /// [`AuthDir::write`] (without a prior load, every existing file is reported once). The
-    /// task ends when the receiver is dropped, or abort it.
-    pub fn watch(&self, interval: Duration) -> (JoinHandle<()>, mpsc::Receiver<AuthChange>) {
-        let (tx, rx) = mpsc::channel(CHANGE_CHANNEL);
+    /// Starts a loop that scans the directory every `interval` and sends the changes made by
+    /// other processes since the last [`AuthDir::load`] or [`AuthDir::write`] (without a prior
+    /// load, every existing file is reported once). The loop ends when the receiver is dropped
+    /// or `stop` fires.
+    pub fn watch(
+        &self,
+        platform: &Arc<dyn Platform>,
+        stop: Stopped,
+        interval: Duration,
+    ) -> async_channel::Receiver<AuthChange> {
+        let (tx, rx) = async_channel::bounded(CHANGE_CHANNEL);
         let dir = self.clone();
-        let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut listing = HashMap::new();
-            loop {
-                ticker.tick().await;
+        let listing = Arc::new(Mutex::new(Some(HashMap::new())));
+        tasks::every(platform, stop, Duration::ZERO, interval, move || {
+            let (dir, tx, listing) = (dir.clone(), tx.clone(), listing.clone());
+            async move {
                 if tx.is_closed() {
-                    return;
+                    return false;
                 }
-                let scanner = dir.clone();
-                let scanned = tokio::task::spawn_blocking(move || scanner.scan(listing)).await;
-                let Ok((next, changes)) = scanned else {
-                    tracing::error!("auth directory scan panicked; watcher stopped");
-                    return;
-                };
-                listing = next;
+                let previous = listing
+                    .lock()
+                    .ok()
+                    .and_then(|mut l| l.take())
+                    .unwrap_or_default();
+                let (next, changes) = blocking::unblock(move || dir.scan(previous)).await;
+                if let Ok(mut l) = listing.lock() {
+                    *l = Some(next);
+                }
                 for change in changes {
                     if tx.send(change).await.is_err() {
-                        return;
+                        return false;
                     }
                 }
+                true
             }
         });
-        (task, rx)
+        rx
     }
 
     /// One poll: the new listing and the changes since `previous`. Holds the lock on what is

@@ -5,7 +5,7 @@
 //! answering the key or a token; fill-first keeps to the first account while round-robin
 //! alternates.
 
-mod support;
+use cursorpool_conformance as support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,8 @@ use std::process::{Command, Output, Stdio};
 use bytes::Bytes;
 use clap::Parser as _;
 use cursorpool_core::conductor::{AccountRecord, Strategy};
+use cursorpool_host::auth_sync;
 use cursorpool_tokio::app::AppConfig;
-use cursorpool_tokio::auth_sync;
 use cursorpool_tokio::cli::{Cli, Command as CliCommand};
 use cursorpool_tokio::persist::AuthDir;
 use serde_json::{Value, json};
@@ -32,7 +32,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         Self(std::env::temp_dir().join(format!(
-            "cursorpool-e2e-api-key-{name}-{}-{nanos}",
+            "cursorpool-e2e-api-key-{name}-{}-{}-{nanos}",
+            support::Target::current().binary(),
             std::process::id()
         )))
     }
@@ -72,7 +73,7 @@ async fn cli_login(upstream: String, dir: &Path, label: &str, key: &str, by_env:
     let dir = dir.to_path_buf();
     let (label, key) = (label.to_owned(), key.to_owned());
     tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cursorpool"));
+        let mut cmd = Command::new(support::binary_path());
         cmd.args(["login", "--no-browser", "--label", &label, "--upstream"])
             .arg(&upstream)
             .arg("--auth-dir")
@@ -116,7 +117,6 @@ async fn ask(h: &Harness, prompt: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_by_api_key_writes_a_private_file_the_proxy_serves_on() {
     bounded(async {
         let h = Harness::start(no_proxy_accounts()).await;
@@ -151,7 +151,6 @@ async fn login_by_api_key_writes_a_private_file_the_proxy_serves_on() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_api_key_fails_clearly_and_writes_nothing() {
     bounded(async {
         let h = Harness::start(no_proxy_accounts()).await;
@@ -194,7 +193,6 @@ async fn add_account(h: &Harness, body: &Value) -> support::Response {
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_management_api_adds_an_account_by_api_key_that_then_serves() {
     bounded(async {
         let h = Harness::start(Options {
@@ -264,7 +262,6 @@ async fn spread(strategy: Option<Strategy>) -> (u64, u64) {
     runs
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fill_first_keeps_to_the_first_account_and_round_robin_alternates() {
     bounded(async {
         assert_eq!(spread(Some(Strategy::FillFirst)).await, (4, 0));
@@ -300,3 +297,10 @@ fn the_routing_strategy_comes_from_the_command_line() {
     }
     assert!(Cli::try_parse_from(["cursorpool", "serve", "--routing-strategy", "random"]).is_err());
 }
+
+support::both_binaries!(
+    login_by_api_key_writes_a_private_file_the_proxy_serves_on,
+    a_refused_api_key_fails_clearly_and_writes_nothing,
+    the_management_api_adds_an_account_by_api_key_that_then_serves,
+    fill_first_keeps_to_the_first_account_and_round_robin_alternates,
+);

@@ -3,7 +3,7 @@
 //! on; a file dropped into (or removed from) the auth directory while serving reaches the
 //! pool without a restart; a token close to expiry is renewed, written back, and used.
 
-mod support;
+use cursorpool_conformance as support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -12,16 +12,16 @@ use std::time::Duration;
 
 use cursorpool_core::conductor::login::PollSchedule;
 use cursorpool_core::conductor::{AccountRecord, Secret, TokenGrant};
+use cursorpool_host::auth_sync;
+use cursorpool_host::login::{self, LoginDone, LoginOptions};
+use cursorpool_host::tasks::Background;
 use cursorpool_sim::model::{AccountConfig, Control, Quota, SimConfig};
 use cursorpool_sim::server::{ServerConfig, SimHandle, spawn};
 use cursorpool_tokio::app::{App, AppConfig};
-use cursorpool_tokio::login::{self, LoginDone, LoginOptions};
+use cursorpool_tokio::cli;
 use cursorpool_tokio::persist::AuthDir;
-use cursorpool_tokio::{auth_sync, cli, server};
 use support::{Client, anthropic_text_request, bounded};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -32,7 +32,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let path = std::env::temp_dir().join(format!(
-            "cursorpool-e2e-login-{name}-{}-{nanos}",
+            "cursorpool-e2e-login-{name}-{}-{}-{nanos}",
+            support::Target::current().binary(),
             std::process::id()
         ));
         Self(path)
@@ -85,7 +86,8 @@ fn login_options(sim: &SimHandle, dir: &Path, label: Option<&str>) -> LoginOptio
 /// `account` with the uuid and challenge the login announced.
 async fn login_as(sim: &SimHandle, opts: &LoginOptions, account: &str) -> LoginDone {
     let (tx, rx) = oneshot::channel();
-    let login = login::run(opts, move |started| {
+    let platform = support::platform();
+    let login = login::run(platform.as_ref(), opts, move |started| {
         let _ = tx.send(started.clone());
     });
     let browser = async {
@@ -118,9 +120,8 @@ async fn login_as(sim: &SimHandle, opts: &LoginOptions, account: &str) -> LoginD
 struct Proxy {
     app: Arc<App>,
     addr: std::net::SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    server: JoinHandle<()>,
-    _tasks: auth_sync::AuthTasks,
+    proxy: support::Proxy,
+    _tasks: Background,
 }
 
 impl Proxy {
@@ -130,7 +131,7 @@ impl Proxy {
             seed: 11,
             ..cli::demo_config()
         };
-        let app = App::new(config).expect("the proxy builds");
+        let app = App::new(config, support::platform()).expect("the proxy builds");
         let auth = AuthDir::new(dir);
         auth_sync::load(&app, &auth).await;
         // Quick scans; the periodic refresh is left to the test (it calls `refresh_due`).
@@ -140,17 +141,11 @@ impl Proxy {
             Duration::from_millis(50),
             Duration::from_secs(3600),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(server::serve(listener, app.clone(), async move {
-            let _ = stop_rx.await;
-        }));
+        let proxy = support::Proxy::serve(app.clone()).await;
         Self {
             app,
-            addr,
-            stop: Some(stop_tx),
-            server,
+            addr: proxy.addr,
+            proxy,
             _tasks: tasks,
         }
     }
@@ -181,12 +176,8 @@ impl Proxy {
         }
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.server.abort();
-        let _ = (&mut self.server).await;
+    async fn stop(self) {
+        self.proxy.abort().await;
     }
 }
 
@@ -202,7 +193,6 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_login_writes_a_private_file_the_proxy_serves_on() {
     bounded(async {
         let sim = start_sim(Duration::from_secs(3600)).await;
@@ -231,7 +221,6 @@ async fn browser_login_writes_a_private_file_the_proxy_serves_on() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_added_and_removed_while_serving_reach_the_pool() {
     bounded(async {
         let sim = start_sim(Duration::from_secs(3600)).await;
@@ -273,7 +262,6 @@ async fn files_added_and_removed_while_serving_reach_the_pool() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_close_to_expiry_are_refreshed_written_back_and_used() {
     bounded(async {
         // Two-minute tokens: inside the five-minute refresh margin from the start, yet valid
@@ -311,3 +299,9 @@ async fn tokens_close_to_expiry_are_refreshed_written_back_and_used() {
     })
     .await;
 }
+
+support::both_binaries!(
+    browser_login_writes_a_private_file_the_proxy_serves_on,
+    files_added_and_removed_while_serving_reach_the_pool,
+    tokens_close_to_expiry_are_refreshed_written_back_and_used,
+);

@@ -6,10 +6,9 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
-
 use crate::app::App;
 use crate::persist::{AuthChange, AuthDir};
+use crate::tasks::{self, Background};
 
 /// How often the auth directory is scanned for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -21,9 +20,7 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 pub async fn load(app: &App, dir: &AuthDir) -> usize {
     app.set_auth_dir(dir.clone());
     let d = dir.clone();
-    let records = tokio::task::spawn_blocking(move || d.load())
-        .await
-        .unwrap_or_default();
+    let records = blocking::unblock(move || d.load()).await;
     let mut n = 0;
     for (file, record) in records {
         match app.upsert_account(record) {
@@ -37,33 +34,30 @@ pub async fn load(app: &App, dir: &AuthDir) -> usize {
     n
 }
 
-/// The background tasks of [`spawn`]; dropping it stops them.
-#[derive(Debug)]
-pub struct AuthTasks {
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for AuthTasks {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
 /// Starts watching `dir` (every `watch_interval`) and refreshing due accounts (every
-/// `refresh_interval`, the first time right away). The tasks end when `app` is dropped or the
-/// returned [`AuthTasks`] is.
+/// `refresh_interval`, the first time right away). The loops end when `app` is dropped or the
+/// returned guard is.
 pub fn spawn(
     app: &Arc<App>,
     dir: &AuthDir,
     watch_interval: Duration,
     refresh_interval: Duration,
-) -> AuthTasks {
-    let (watcher, mut changes) = dir.watch(watch_interval);
+) -> Background {
+    let guard = Background::new();
+    let platform = app.platform().clone();
+    let changes = dir.watch(&platform, guard.signal(), watch_interval);
     let weak: Weak<App> = Arc::downgrade(app);
-    let apply = tokio::spawn(async move {
-        while let Some(change) = changes.recv().await {
+    let stop = guard.signal();
+    platform.spawn(Box::pin(async move {
+        loop {
+            let next = futures_lite::future::or(async { changes.recv().await.ok() }, async {
+                stop.wait().await;
+                None
+            })
+            .await;
+            let Some(change) = next else {
+                return;
+            };
             let Some(app) = weak.upgrade() else {
                 return;
             };
@@ -82,23 +76,26 @@ pub fn spawn(
                 }
             }
         }
-    });
+    }));
     let weak: Weak<App> = Arc::downgrade(app);
-    let refresh = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(refresh_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let Some(app) = weak.upgrade() else {
-                return;
-            };
-            let n = app.refresh_due().await;
-            if n > 0 {
-                tracing::debug!(accounts = n, "due tokens refreshed");
+    tasks::every(
+        &platform,
+        guard.signal(),
+        Duration::ZERO,
+        refresh_interval,
+        move || {
+            let weak = weak.clone();
+            async move {
+                let Some(app) = weak.upgrade() else {
+                    return false;
+                };
+                let n = app.refresh_due().await;
+                if n > 0 {
+                    tracing::debug!(accounts = n, "due tokens refreshed");
+                }
+                true
             }
-        }
-    });
-    AuthTasks {
-        tasks: vec![watcher, apply, refresh],
-    }
+        },
+    );
+    guard
 }

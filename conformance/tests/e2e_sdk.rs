@@ -8,7 +8,7 @@
 //! Without the venv the tests print a SKIPPED line and pass, unless
 //! `CURSORPOOL_REQUIRE_CLIENTS=1` (CI), where they fail with instructions.
 
-mod support;
+use cursorpool_conformance as support;
 
 use cursorpool_core::connect::code::Code;
 use cursorpool_sim::model::{Fault, Quota};
@@ -44,7 +44,6 @@ fn assert_echoes(answer: &str, user_text: &str) {
 
 // ---- Anthropic ----
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_sdk_non_streaming_text_turn() {
     bounded(async {
         let test = "anthropic_sdk_non_streaming_text_turn";
@@ -71,7 +70,6 @@ async fn anthropic_sdk_non_streaming_text_turn() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_sdk_streaming_text_turn() {
     bounded(async {
         let test = "anthropic_sdk_streaming_text_turn";
@@ -107,7 +105,6 @@ async fn anthropic_sdk_streaming_text_turn() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_sdk_tool_loop_resumes_the_parked_upstream_stream() {
     bounded(async {
         let test = "anthropic_sdk_tool_loop_resumes_the_parked_upstream_stream";
@@ -147,7 +144,6 @@ async fn anthropic_sdk_tool_loop_resumes_the_parked_upstream_stream() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_sdk_two_tool_calls_in_one_turn() {
     bounded(async {
         let test = "anthropic_sdk_two_tool_calls_in_one_turn";
@@ -193,7 +189,6 @@ async fn anthropic_sdk_two_tool_calls_in_one_turn() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_sdk_thinking_blocks() {
     bounded(async {
         let test = "anthropic_sdk_thinking_blocks";
@@ -225,7 +220,6 @@ async fn anthropic_sdk_thinking_blocks() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_sdk_count_tokens() {
     bounded(async {
         let test = "anthropic_sdk_count_tokens";
@@ -242,7 +236,6 @@ async fn anthropic_sdk_count_tokens() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_sdk_models_list() {
     bounded(async {
         let test = "anthropic_sdk_models_list";
@@ -257,7 +250,6 @@ async fn anthropic_sdk_models_list() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_sdk_sees_quota_exhaustion_as_rate_limit_error() {
     bounded(async {
         let test = "anthropic_sdk_sees_quota_exhaustion_as_rate_limit_error";
@@ -282,7 +274,6 @@ async fn anthropic_sdk_sees_quota_exhaustion_as_rate_limit_error() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_sdk_sees_a_midstream_failure_as_an_error() {
     bounded(async {
         let test = "anthropic_sdk_sees_a_midstream_failure_as_an_error";
@@ -310,7 +301,6 @@ async fn anthropic_sdk_sees_a_midstream_failure_as_an_error() {
 
 // ---- OpenAI ----
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_non_streaming_text_turn() {
     bounded(async {
         let test = "openai_sdk_non_streaming_text_turn";
@@ -337,7 +327,6 @@ async fn openai_sdk_non_streaming_text_turn() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_streaming_text_turn() {
     bounded(async {
         let test = "openai_sdk_streaming_text_turn";
@@ -361,7 +350,6 @@ async fn openai_sdk_streaming_text_turn() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_tool_loop_resumes_the_parked_upstream_stream() {
     bounded(async {
         let test = "openai_sdk_tool_loop_resumes_the_parked_upstream_stream";
@@ -395,7 +383,6 @@ async fn openai_sdk_tool_loop_resumes_the_parked_upstream_stream() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_two_tool_calls_in_one_turn() {
     bounded(async {
         let test = "openai_sdk_two_tool_calls_in_one_turn";
@@ -432,7 +419,6 @@ async fn openai_sdk_two_tool_calls_in_one_turn() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_reasoning_content() {
     bounded(async {
         let test = "openai_sdk_reasoning_content";
@@ -455,7 +441,6 @@ async fn openai_sdk_reasoning_content() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_models_list() {
     bounded(async {
         let test = "openai_sdk_models_list";
@@ -471,7 +456,6 @@ async fn openai_sdk_models_list() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_sees_quota_exhaustion_as_429() {
     bounded(async {
         let test = "openai_sdk_sees_quota_exhaustion_as_429";
@@ -503,7 +487,6 @@ async fn openai_sdk_sees_quota_exhaustion_as_429() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_sees_a_midstream_failure_as_an_error() {
     bounded(async {
         let test = "openai_sdk_sees_a_midstream_failure_as_an_error";
@@ -527,3 +510,23 @@ async fn openai_sdk_sees_a_midstream_failure_as_an_error() {
     })
     .await;
 }
+
+support::both_binaries!(
+    anthropic_sdk_non_streaming_text_turn,
+    anthropic_sdk_streaming_text_turn,
+    anthropic_sdk_tool_loop_resumes_the_parked_upstream_stream,
+    anthropic_sdk_two_tool_calls_in_one_turn,
+    anthropic_sdk_thinking_blocks,
+    anthropic_sdk_count_tokens,
+    anthropic_sdk_models_list,
+    anthropic_sdk_sees_quota_exhaustion_as_rate_limit_error,
+    anthropic_sdk_sees_a_midstream_failure_as_an_error,
+    openai_sdk_non_streaming_text_turn,
+    openai_sdk_streaming_text_turn,
+    openai_sdk_tool_loop_resumes_the_parked_upstream_stream,
+    openai_sdk_two_tool_calls_in_one_turn,
+    openai_sdk_reasoning_content,
+    openai_sdk_models_list,
+    openai_sdk_sees_quota_exhaustion_as_429,
+    openai_sdk_sees_a_midstream_failure_as_an_error,
+);

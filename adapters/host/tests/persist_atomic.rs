@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cursorpool_tokio::persist::atomic::{
+use cursorpool_host::persist::atomic::{
     ensure_private_dir, is_temp_name, read_limited, remove_durable, write_atomic,
 };
 

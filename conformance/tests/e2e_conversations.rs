@@ -2,7 +2,7 @@
 //! conversation from its stored checkpoint and sends only the new content, tool loops included,
 //! while other clients and other sessions never share it.
 
-mod support;
+use cursorpool_conformance as support;
 
 use serde_json::{Value, json};
 use support::{Client, Harness, Options, bounded};
@@ -42,7 +42,6 @@ async fn turn(h: &Harness, messages: &mut Vec<Value>, session: &str) -> (String,
     (text, body)
 }
 
-#[tokio::test]
 async fn follow_ups_replay_the_checkpoint_with_only_the_new_message_tool_loops_included() {
     bounded(async {
         let h = Harness::start_default().await;
@@ -98,7 +97,6 @@ async fn follow_ups_replay_the_checkpoint_with_only_the_new_message_tool_loops_i
     .await;
 }
 
-#[tokio::test]
 async fn two_sessions_and_two_clients_never_share_a_conversation() {
     bounded(async {
         let h = Harness::start(Options::default()).await;
@@ -144,7 +142,6 @@ async fn two_sessions_and_two_clients_never_share_a_conversation() {
     .await;
 }
 
-#[tokio::test]
 async fn an_exhausted_account_moves_the_conversation_with_its_whole_history_then_checkpoints_resume()
  {
     use cursorpool_sim::model::Quota;
@@ -196,7 +193,6 @@ async fn an_exhausted_account_moves_the_conversation_with_its_whole_history_then
     .await;
 }
 
-#[tokio::test]
 async fn an_expired_checkpoint_falls_back_to_the_whole_history_without_error() {
     bounded(async {
         let h = Harness::start(Options {
@@ -218,12 +214,11 @@ async fn an_expired_checkpoint_falls_back_to_the_whole_history_without_error() {
     .await;
 }
 
-#[tokio::test]
 async fn a_restarted_proxy_continues_the_conversation_from_the_stored_checkpoint() {
+    use cursorpool_host::cli;
     use cursorpool_sim::model::SimConfig;
     use cursorpool_sim::server::{ServerConfig, spawn};
     use cursorpool_tokio::app::{App, AppConfig};
-    use cursorpool_tokio::{cli, server};
 
     bounded(async {
         let dir = std::env::temp_dir().join(format!(
@@ -245,17 +240,15 @@ async fn a_restarted_proxy_continues_the_conversation_from_the_stored_checkpoint
         };
         // One proxy process's life: serve `turns`, then shut down gracefully.
         async fn life(config: AppConfig, messages: &mut Vec<Value>, question: &str) -> String {
-            let app = App::new(config).expect("proxy");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let serving = tokio::spawn(server::serve(listener, app.clone(), async {
-                let _ = stopped.await;
-            }));
+            // A new process: new ids (request ids must not repeat across processes).
+            let config = AppConfig {
+                seed: cli::seed_from_clock(),
+                ..config
+            };
+            let app = App::new(config, support::platform()).expect("proxy");
+            let proxy = support::Proxy::serve(app.clone()).await;
             messages.push(json!({"role": "user", "content": question}));
-            let mut client = Client::connect(addr).await;
+            let mut client = Client::connect(proxy.addr).await;
             let r = client
                 .post(
                     "/v1/messages",
@@ -272,8 +265,7 @@ async fn a_restarted_proxy_continues_the_conversation_from_the_stored_checkpoint
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
-            let _ = stop.send(());
-            let _ = serving.await;
+            proxy.stop().await;
             app.flush();
             content[0]["text"].as_str().unwrap_or_default().to_owned()
         }
@@ -293,7 +285,6 @@ async fn a_restarted_proxy_continues_the_conversation_from_the_stored_checkpoint
     .await;
 }
 
-#[tokio::test]
 async fn a_configured_history_bound_leaves_out_the_oldest_messages_with_a_marker() {
     bounded(async {
         let h = Harness::start(Options {
@@ -318,7 +309,6 @@ async fn a_configured_history_bound_leaves_out_the_oldest_messages_with_a_marker
     .await;
 }
 
-#[tokio::test]
 async fn a_new_message_instead_of_tool_results_closes_the_parked_run() {
     bounded(async {
         let h = Harness::start_default().await;
@@ -351,3 +341,13 @@ async fn a_new_message_instead_of_tool_results_closes_the_parked_run() {
     })
     .await;
 }
+
+support::both_binaries!(
+    an_exhausted_account_moves_the_conversation_with_its_whole_history_then_checkpoints_resume,
+    follow_ups_replay_the_checkpoint_with_only_the_new_message_tool_loops_included,
+    two_sessions_and_two_clients_never_share_a_conversation,
+    an_expired_checkpoint_falls_back_to_the_whole_history_without_error,
+    a_restarted_proxy_continues_the_conversation_from_the_stored_checkpoint,
+    a_configured_history_bound_leaves_out_the_oldest_messages_with_a_marker,
+    a_new_message_instead_of_tool_results_closes_the_parked_run,
+);

@@ -1,0 +1,20 @@
+//! cursorpool's runtime-neutral host: everything between core and a runtime adapter that is
+//! not about sockets or a particular HTTP library — routing HTTP requests onto core's parsers
+//! and renderers, the account pool's upkeep, conversation and credential files, the
+//! management API, the CLI's arguments. The tokio adapter (`cursorpool`) and the smol adapter
+//! (`cursorpool-lite`) each plug a [`upstream::Platform`] into it and serve its answers.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth_sync;
+pub mod body;
+pub mod cli;
+pub mod client_auth;
+pub mod login;
+mod management;
+pub mod persist;
+pub mod pool_state;
+pub mod relay;
+pub mod serve;
+pub mod tasks;
+pub mod upstream;

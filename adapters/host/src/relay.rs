@@ -1,0 +1,191 @@
+//! What passes between the HTTP side and the task driving one run, whatever the transport:
+//! the run's inputs ([`RunCall`]), the HTTP side's requests ([`Control`]), the forwarding of
+//! turn events to whoever serves the current downstream reply ([`Relay`]) and how the run
+//! ended ([`Outcome`]). Each adapter's driver moves bytes and time; this file moves events.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use cursorpool_core::chat::{ChatRequest, Usage};
+use cursorpool_core::classify::Classification;
+use cursorpool_core::conversation::ReplyRecorder;
+use cursorpool_core::turn::{ReplyOptions, ResumeError, ToolResultInput, Turn, TurnEvent};
+use http::HeaderMap;
+
+/// How many events may wait for the downstream writer before the turn stops reading upstream.
+pub const EVENT_DEPTH: usize = 64;
+
+/// The sending end of a reply's events.
+pub type EventSender = async_channel::Sender<TurnEvent>;
+/// The receiving end of a reply's events.
+pub type EventReceiver = async_channel::Receiver<TurnEvent>;
+
+/// What the HTTP side asks of a running or parked turn.
+#[derive(Debug)]
+pub enum Control {
+    /// The client sent the results of the parked tool calls: resume into a new reply whose
+    /// events go to `events`. `done` answers whether the results matched.
+    Resume {
+        /// The request that carries the results (it becomes the run's last input).
+        request: Arc<ChatRequest>,
+        /// Results, matched by tool-use id.
+        results: Vec<ToolResultInput>,
+        /// The new reply's options (model name, max tokens, stop sequences).
+        reply: ReplyOptions,
+        /// Where the new reply's events go.
+        events: EventSender,
+        /// Whether the turn accepted the results.
+        done: async_channel::Sender<Result<(), ResumeError>>,
+    },
+}
+
+/// Everything a driver needs for one run.
+#[derive(Debug)]
+pub struct RunCall {
+    /// The turn (its framing matches the upstream's pairing).
+    pub turn: Turn,
+    /// Headers of the stream call (`Run` or `RunSSE`).
+    pub headers: HeaderMap,
+    /// Headers of each `BidiAppend` call (the `RunSSE` pairing only).
+    pub append_headers: Option<HeaderMap>,
+    /// Forwards the run's events.
+    pub relay: Relay,
+    /// Requests from the HTTP side (resume); closed when nobody can resume the run any more.
+    pub control: async_channel::Receiver<Control>,
+}
+
+/// How a run ended, for recording the conversation: the turn (its blob store), the request
+/// that carried its last input, what the client was last sent, and the final checkpoint.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The finished turn.
+    pub turn: Turn,
+    /// The request of the run's last downstream reply.
+    pub request: Arc<ChatRequest>,
+    /// That reply, as the client will echo it.
+    pub reply: ReplyRecorder,
+    /// The checkpoint of a run that finished normally (`None`: failed or canceled).
+    pub checkpoint: Option<Bytes>,
+    /// Usage of a run that finished (`None`: it failed).
+    pub usage: Option<Usage>,
+    /// A failure delivered to a reader after the run's first event (mid-answer, or in a
+    /// resumed reply): the one the first-event check never saw. `None` when the run finished,
+    /// failed on its very first event, or failed because nobody read its reply any more.
+    pub late_failure: Option<Classification>,
+}
+
+/// Forwards a run's events to the reader of the current reply and remembers what the
+/// conversation record needs.
+#[derive(Debug)]
+pub struct Relay {
+    events: EventSender,
+    request: Arc<ChatRequest>,
+    reply: ReplyRecorder,
+    checkpoint: Option<Bytes>,
+    usage: Option<Usage>,
+    /// Events forwarded so far (over every reply of the run).
+    forwarded: u64,
+    late_failure: Option<Classification>,
+    /// The driver should end the upstream request body once its queued bytes are out.
+    close_requested: bool,
+}
+
+impl Relay {
+    /// A relay whose first reply's events go to `events`.
+    pub fn new(events: EventSender, request: Arc<ChatRequest>) -> Self {
+        Self {
+            events,
+            request,
+            reply: ReplyRecorder::new(),
+            checkpoint: None,
+            usage: None,
+            forwarded: 0,
+            late_failure: None,
+            close_requested: false,
+        }
+    }
+
+    /// Forwards one event; `false` when nobody reads the current reply any more.
+    pub async fn forward(&mut self, ev: TurnEvent) -> bool {
+        let mut failure = None;
+        match &ev {
+            TurnEvent::UpstreamClose => {
+                self.close_requested = true;
+                return true;
+            }
+            TurnEvent::Reply(r) => self.reply.handle(r),
+            TurnEvent::Finished { checkpoint, usage } => {
+                self.checkpoint.clone_from(checkpoint);
+                self.usage = Some(*usage);
+            }
+            TurnEvent::Failed { classification, .. } if self.forwarded > 0 => {
+                failure = Some(classification.clone());
+            }
+            _ => {}
+        }
+        self.forwarded += 1;
+        let delivered = self.events.send(ev).await.is_ok();
+        if delivered && failure.is_some() {
+            self.late_failure = failure;
+        }
+        delivered
+    }
+
+    /// Forwards every event the turn has queued. When the reader is gone mid-reply the turn
+    /// is told (a parked or finished turn has no reader to lose). Drain again after this: the
+    /// turn may have queued more.
+    pub async fn drain(&mut self, turn: &mut Turn, now: impl Fn() -> Instant) {
+        loop {
+            let mut gone = false;
+            while let Some(ev) = turn.poll_event() {
+                if !self.forward(ev).await {
+                    gone = true;
+                }
+            }
+            if gone && !turn.is_done() && !turn.is_parked() {
+                turn.handle_client_gone(now());
+                continue;
+            }
+            return;
+        }
+    }
+
+    /// Whether the turn asked to end the upstream request body (taken once).
+    pub fn take_close_request(&mut self) -> bool {
+        std::mem::take(&mut self.close_requested)
+    }
+
+    /// Applies one control message to the turn (a resume switches the reply's reader).
+    pub fn handle_control(&mut self, msg: Control, turn: &mut Turn, now: Instant) {
+        match msg {
+            Control::Resume {
+                request,
+                results,
+                reply,
+                events,
+                done,
+            } => {
+                turn.set_reply_options(reply);
+                let outcome = turn.handle_tool_results(results, now);
+                if outcome.is_ok() {
+                    self.events = events;
+                    self.request = request;
+                }
+                let _ = done.try_send(outcome);
+            }
+        }
+    }
+
+    /// The run is over.
+    pub fn finish(self, turn: Turn) -> Outcome {
+        Outcome {
+            turn,
+            request: self.request,
+            reply: self.reply,
+            checkpoint: self.checkpoint,
+            usage: self.usage,
+            late_failure: self.late_failure,
+        }
+    }
+}
