@@ -119,3 +119,100 @@ fn prescan_utf8(bencher: Bencher<'_, '_>) {
         .counter(BytesCount::of_slice(CLAUDE_CODE))
         .bench(|| std::str::from_utf8(black_box(CLAUDE_CODE)).is_ok());
 }
+
+/// The whole request path before the first upstream byte: parse the 84 KB Claude Code body,
+/// plan the run (conversation id, model, tools, history) and encode its run request.
+#[divan::bench]
+#[allow(clippy::disallowed_methods)] // a benchmark's clock, not core's
+fn parse_and_build_run_request_claude_code(bencher: Bencher<'_, '_>) {
+    use cursorpool_core::chat::ApiKind;
+    use cursorpool_core::conversation::ConversationKey;
+    use cursorpool_core::ids::IdSource;
+    use cursorpool_core::turn::{Framing, ModelMap, Turn, TurnParams};
+    let headers = HeaderMap::new();
+    let models = ModelMap::default();
+    let now = std::time::Instant::now();
+    bencher
+        .counter(BytesCount::of_slice(CLAUDE_CODE))
+        .bench(|| {
+            let req = parse_messages_request(black_box(CLAUDE_CODE), &headers).expect("parses");
+            let key = ConversationKey::for_request(&req, "client");
+            let params = TurnParams::from_chat(
+                &req,
+                ApiKind::Anthropic,
+                &models,
+                key.id(),
+                Framing::Run,
+                IdSource::new(7),
+            );
+            let mut turn = Turn::new(params, now);
+            let mut bytes = 0;
+            while let Some(b) = turn.poll_transmit() {
+                bytes += b.len();
+            }
+            black_box(bytes)
+        });
+}
+
+/// The parts of [`parse_and_build_run_request_claude_code`] after parsing, one by one.
+#[divan::bench_group]
+mod build_parts {
+    use super::*;
+    use cursorpool_core::chat::ApiKind;
+    use cursorpool_core::conversation::ConversationKey;
+    use cursorpool_core::ids::IdSource;
+    use cursorpool_core::turn::{Framing, ModelMap, Turn, TurnParams};
+
+    fn req() -> cursorpool_core::chat::ChatRequest {
+        parse_messages_request(CLAUDE_CODE, &HeaderMap::new()).expect("parses")
+    }
+
+    #[divan::bench]
+    fn conversation_key(bencher: Bencher<'_, '_>) {
+        let req = req();
+        bencher.bench(|| ConversationKey::for_request(black_box(&req), "client").id());
+    }
+
+    #[divan::bench]
+    fn turn_params(bencher: Bencher<'_, '_>) {
+        let req = req();
+        let models = ModelMap::default();
+        bencher.bench(|| {
+            TurnParams::from_chat(
+                black_box(&req),
+                ApiKind::Anthropic,
+                &models,
+                "c".to_owned(),
+                Framing::Run,
+                IdSource::new(7),
+            )
+        });
+    }
+
+    #[divan::bench]
+    #[allow(clippy::disallowed_methods)] // a benchmark's clock, not core's
+    fn turn_new_and_run_request(bencher: Bencher<'_, '_>) {
+        let req = req();
+        let models = ModelMap::default();
+        let now = std::time::Instant::now();
+        bencher
+            .with_inputs(|| {
+                TurnParams::from_chat(
+                    &req,
+                    ApiKind::Anthropic,
+                    &models,
+                    "c".to_owned(),
+                    Framing::Run,
+                    IdSource::new(7),
+                )
+            })
+            .bench_values(|params| {
+                let mut turn = Turn::new(params, now);
+                let mut bytes = 0;
+                while let Some(b) = turn.poll_transmit() {
+                    bytes += b.len();
+                }
+                bytes
+            });
+    }
+}

@@ -36,6 +36,9 @@ use crate::persist::AuthDir;
 use crate::relay::{Control, EVENT_DEPTH, EventReceiver, Outcome, Relay, RunCall};
 use crate::upstream::{Pairing, Platform, Upstream, UpstreamError};
 
+/// Rendered bytes above which waiting events are not folded into the same write.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
 /// Largest answer read from a token refresh call.
 const REFRESH_ANSWER_LIMIT: usize = 64 * 1024;
 
@@ -922,20 +925,28 @@ impl App {
                 None => events.recv().await.ok(),
             } {
                 let mut end = false;
-                match ev {
-                    TurnEvent::Reply(r) => {
-                        match api {
-                            ApiKind::Anthropic => anthropic_r.handle(&r, &mut out),
-                            ApiKind::OpenAi => openai_r.handle(&r, &mut out),
+                let mut ev = Some(ev);
+                // Render this event and every one already waiting: one write per burst, and
+                // the first token never waits for a later one.
+                while let Some(e) = ev.take() {
+                    match e {
+                        TurnEvent::Reply(r) => {
+                            match api {
+                                ApiKind::Anthropic => anthropic_r.handle(&r, &mut out),
+                                ApiKind::OpenAi => openai_r.handle(&r, &mut out),
+                            }
+                            end = matches!(r, ReplyEvent::Error(_));
                         }
-                        end = matches!(r, ReplyEvent::Error(_));
+                        TurnEvent::Parked { tool_use_ids } => {
+                            app.park(&client_key, &req, &tool_use_ids, control.clone());
+                            end = true;
+                        }
+                        TurnEvent::Finished { .. } | TurnEvent::Failed { .. } => end = true,
+                        TurnEvent::UpstreamClose => {}
                     }
-                    TurnEvent::Parked { tool_use_ids } => {
-                        app.park(&client_key, &req, &tool_use_ids, control.clone());
-                        end = true;
+                    if !end && out.len() < COALESCE_LIMIT {
+                        ev = events.try_recv().ok();
                     }
-                    TurnEvent::Finished { .. } | TurnEvent::Failed { .. } => end = true,
-                    TurnEvent::UpstreamClose => {}
                 }
                 if !out.is_empty() && tx.send(out.split().freeze()).await.is_err() {
                     // The client went away: dropping `events` tells the run.

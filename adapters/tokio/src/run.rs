@@ -149,21 +149,43 @@ pub async fn drive(upstream: Arc<Upstream>, call: RunCall) -> Outcome {
             () = sleep_until(deadline) => turn.handle_timeout(now()),
         }
     }
-    finish(r, turn, &mut send, end_sent).await
+    finish(r, turn, &mut send, end_sent, recv).await
 }
 
+/// Longest wait for the server's end of a finished run's stream.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Forwards what is left and ends our half of the stream (an already reset stream ignores it).
+/// A run that finished normally lets the server end its half too (read in the background):
+/// dropping an open stream resets it, and servers count resets as abuse (h2's rapid-reset
+/// guard answers many with GOAWAY ENHANCE_YOUR_CALM, which would kill every run on the
+/// connection). A failed or canceled run is reset at once: that is the cancel.
 async fn finish(
     mut r: Relay,
     mut turn: Turn,
     send: &mut h2::SendStream<Bytes>,
     end_sent: bool,
+    recv: Option<RecvStream>,
 ) -> Outcome {
     r.drain(&mut turn, std::time::Instant::now).await;
     if !end_sent {
         let _ = send.send_data(Bytes::new(), true);
     }
-    r.finish(turn)
+    let outcome = r.finish(turn);
+    if let Some(mut recv) = recv
+        && outcome.checkpoint.is_some()
+        && !recv.is_end_stream()
+    {
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(LINGER, async {
+                while let Some(Ok(chunk)) = recv.data().await {
+                    let _ = recv.flow_control().release_capacity(chunk.len());
+                }
+            })
+            .await;
+        });
+    }
+    outcome
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -182,7 +182,8 @@ pub fn run_request(params: RunRequestParams) -> pb::AgentClientMessage {
 
 /// A client tool definition following the SDK's naming convention: `name` is
 /// `"<provider_identifier>-<tool_name>"`. `input_schema` is the JSON Schema, converted to
-/// `google.protobuf.Value` (not a JSON string); `None` leaves it unset (allowed).
+/// `google.protobuf.Value` (not a JSON string) and encoded once; `None` leaves it unset
+/// (allowed).
 pub fn mcp_tool_definition(
     provider_identifier: &str,
     tool_name: &str,
@@ -194,7 +195,9 @@ pub fn mcp_tool_definition(
         provider_identifier: provider_identifier.to_owned(),
         tool_name: tool_name.to_owned(),
         description: description.to_owned(),
-        input_schema: input_schema.map(json_to_value),
+        input_schema: input_schema
+            .map(|s| Bytes::from(json_to_value(s).encode_to_vec()))
+            .unwrap_or_default(),
     }
 }
 

@@ -172,9 +172,7 @@ impl TurnParams {
             .tools
             .iter()
             .map(|t| {
-                t.name.len()
-                    + t.description.len()
-                    + t.input_schema.as_ref().map_or(0, |s| s.to_string().len())
+                t.name.len() + t.description.len() + t.input_schema.as_ref().map_or(0, json_len)
             })
             .sum();
         let chars = input.text.len()
@@ -212,6 +210,23 @@ impl TurnParams {
             (s, i) => s.or(i),
         }
     }
+}
+
+/// The length of `v` serialized as JSON, counted without building the text.
+fn json_len(v: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 #[cfg(test)]

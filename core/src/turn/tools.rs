@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(names, ["cursorpool-Read", "cursorpool-mcp__gh__issue"]);
         assert_eq!(t.definitions()[0].provider_identifier, PROVIDER);
         assert_eq!(t.definitions()[0].tool_name, "Read");
-        assert!(t.definitions()[0].input_schema.is_some());
+        assert!(!t.definitions()[0].input_schema.is_empty());
         assert_eq!(
             t.client_name(&call("cursorpool", "cursorpool-Read", "Read")),
             Some("Read")

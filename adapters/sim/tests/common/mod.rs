@@ -478,7 +478,9 @@ pub fn tool(server: &str, name: &str) -> pb::McpToolDefinition {
         provider_identifier: server.to_owned(),
         tool_name: name.to_owned(),
         description: format!("the {name} tool"),
-        input_schema: Some(json_to_value(&serde_json::json!({"type": "object"}))),
+        input_schema: bytes::Bytes::from(prost::Message::encode_to_vec(&json_to_value(
+            &serde_json::json!({"type": "object"}),
+        ))),
     }
 }
 

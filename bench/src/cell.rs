@@ -1,0 +1,237 @@
+//! One measured cell: a target × workload × concurrency, bounded by a duration and a count.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::baseline::Direct;
+use crate::children::Proxy;
+use crate::client::{Answer, Client};
+use crate::procfs;
+use crate::workload::{Workload, tool_followup};
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// Straight to the sim with Cursor's protocol.
+    Baseline(Arc<Direct>),
+    /// Through a proxy binary.
+    Proxy {
+        /// Its name in the report.
+        name: &'static str,
+        /// The running process.
+        proxy: Proxy,
+    },
+}
+
+impl Target {
+    /// The name in the report.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Target::Baseline(_) => "baseline",
+            Target::Proxy { name, .. } => name,
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Target::Baseline(_) => None,
+            Target::Proxy { proxy, .. } => Some(proxy.pid),
+        }
+    }
+}
+
+/// Bounds of one cell.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// No unit starts after this long.
+    pub(crate) duration: Duration,
+    /// No more units than this (a unit is a request, or a tool round trip).
+    pub(crate) max_units: u64,
+    /// Bound on each request.
+    pub(crate) request_timeout: Duration,
+}
+
+/// What a cell measured.
+#[derive(Debug, Clone)]
+pub(crate) struct CellResult {
+    /// Target name.
+    pub(crate) target: &'static str,
+    /// Workload.
+    pub(crate) workload: Workload,
+    /// Concurrent clients.
+    pub(crate) concurrency: usize,
+    /// Successful requests (a tool round trip counts two).
+    pub(crate) ok: u64,
+    /// Failed requests (or round trips).
+    pub(crate) errors: u64,
+    /// The first failure, for the report.
+    pub(crate) first_error: Option<String>,
+    /// Wall time from the first start to the last answer.
+    pub(crate) elapsed: Duration,
+    /// Time to first byte of every successful request.
+    pub(crate) ttfb: Vec<Duration>,
+    /// Time to last byte of every successful request.
+    pub(crate) ttlb: Vec<Duration>,
+    /// CPU seconds the proxy process used during the cell.
+    pub(crate) cpu_secs: Option<f64>,
+    /// The proxy process's peak RSS (`VmHWM`, since its start) after the cell, in bytes.
+    pub(crate) peak_rss: Option<u64>,
+}
+
+/// Session ids: unique in the whole run, so every unit is a new conversation.
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh session id.
+pub(crate) fn session(tag: &str) -> String {
+    format!("bench-{tag}-{}", SESSIONS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Samples of one unit: `(ttfb, ttlb)` per successful request.
+type Samples = Vec<(Duration, Duration)>;
+
+/// Runs one cell.
+pub(crate) async fn run_cell(
+    target: &Target,
+    workload: Workload,
+    concurrency: usize,
+    bounds: Bounds,
+) -> CellResult {
+    let pid = target.pid();
+    let cpu0 = pid.and_then(procfs::cpu_secs);
+    let started = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let deadline = t0 + bounds.duration;
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let target = target.clone();
+        let started = started.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = match &target {
+                Target::Proxy { proxy, .. } => Some(Client::new(proxy.addr)),
+                Target::Baseline(_) => None,
+            };
+            let mut samples: Samples = Vec::new();
+            let mut errors = 0u64;
+            let mut first_error = None;
+            while Instant::now() < deadline
+                && started.fetch_add(1, Ordering::Relaxed) < bounds.max_units
+            {
+                match unit(&target, client.as_mut(), workload, bounds.request_timeout).await {
+                    Ok(s) => samples.extend(s),
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (samples, errors, first_error)
+        }));
+    }
+    let mut result = CellResult {
+        target: target.name(),
+        workload,
+        concurrency,
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        ttfb: Vec::new(),
+        ttlb: Vec::new(),
+        cpu_secs: None,
+        peak_rss: None,
+    };
+    for t in tasks {
+        match t.await {
+            Ok((samples, errors, first_error)) => {
+                result.ok += samples.len() as u64;
+                result.errors += errors;
+                if result.first_error.is_none() {
+                    result.first_error = first_error;
+                }
+                for (a, b) in samples {
+                    result.ttfb.push(a);
+                    result.ttlb.push(b);
+                }
+            }
+            Err(e) => {
+                result.errors += 1;
+                result.first_error.get_or_insert(format!("worker: {e}"));
+            }
+        }
+    }
+    result.elapsed = t0.elapsed();
+    let cpu1 = pid.and_then(procfs::cpu_secs);
+    result.cpu_secs = cpu0.zip(cpu1).map(|(a, b)| b - a);
+    result.peak_rss = pid.and_then(|p| procfs::mem_bytes(p, "VmHWM"));
+    result
+}
+
+/// One unit of `workload` against `target`.
+pub(crate) async fn unit(
+    target: &Target,
+    client: Option<&mut Client>,
+    workload: Workload,
+    timeout: Duration,
+) -> Result<Samples, String> {
+    let session = session(target.name());
+    let body = workload.request(&session);
+    match (target, client) {
+        (Target::Baseline(direct), _) => {
+            let replies = direct.run(&body, timeout).await?;
+            let want = if workload == Workload::ToolRoundTrip {
+                2
+            } else {
+                1
+            };
+            if replies.len() != want {
+                return Err(format!("{} replies, expected {want}", replies.len()));
+            }
+            Ok(replies.iter().map(|r| (r.ttfb, r.ttlb)).collect())
+        }
+        (Target::Proxy { .. }, Some(client)) => {
+            let a = client.post(body, timeout).await?;
+            if workload != Workload::ToolRoundTrip {
+                check(&a, workload.streams(), None)?;
+                return Ok(vec![(a.ttfb, a.ttlb)]);
+            }
+            let first = check(&a, false, Some("tool_use"))?;
+            let follow = tool_followup(&session, &first["content"]);
+            let b = client.post(follow, timeout).await?;
+            check(&b, false, Some("end_turn"))?;
+            Ok(vec![(a.ttfb, a.ttlb), (b.ttfb, b.ttlb)])
+        }
+        (Target::Proxy { .. }, None) => Err("no client".to_owned()),
+    }
+}
+
+/// Checks an answer: 200, a complete SSE stream or a message JSON with the expected
+/// `stop_reason`. Returns the JSON of a non-streaming answer.
+pub(crate) fn check(a: &Answer, streams: bool, stop: Option<&str>) -> Result<Value, String> {
+    let snippet = || String::from_utf8_lossy(&a.body[..a.body.len().min(300)]).into_owned();
+    if a.status != 200 {
+        return Err(format!("HTTP {}: {}", a.status, snippet()));
+    }
+    if streams {
+        let text = String::from_utf8_lossy(&a.body);
+        if !text.contains("event: message_stop") {
+            return Err(format!("stream without message_stop: {}", snippet()));
+        }
+        return Ok(Value::Null);
+    }
+    let v: Value = serde_json::from_slice(&a.body).map_err(|e| format!("{e}: {}", snippet()))?;
+    if v["type"] != "message" {
+        return Err(format!("not a message: {}", snippet()));
+    }
+    if let Some(stop) = stop
+        && v["stop_reason"] != stop
+    {
+        return Err(format!(
+            "stop_reason {} (expected {stop})",
+            v["stop_reason"]
+        ));
+    }
+    Ok(v)
+}
