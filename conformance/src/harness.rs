@@ -186,7 +186,8 @@ fn lite_serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<()> {
     let listener = smol::net::TcpListener::try_from(listener).expect("a smol listener");
-    let task = smol::spawn(cursorpool_smol::server::serve(listener, app, shutdown));
+    let task =
+        cursorpool_smol::executor::spawn(cursorpool_smol::server::serve(listener, app, shutdown));
     // Aborting the tokio handle drops the smol task, which cancels the server.
     tokio::spawn(task)
 }

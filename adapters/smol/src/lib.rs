@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod executor;
 pub mod platform;
 pub mod run;
 pub mod server;

@@ -21,7 +21,7 @@ impl SmolPlatform {
 
 impl Platform for SmolPlatform {
     fn spawn(&self, fut: BoxFuture<'static, ()>) {
-        smol::spawn(fut).detach();
+        crate::executor::spawn(fut).detach();
     }
 
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {

@@ -169,7 +169,7 @@ pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
     // Appends not yet sent are not sent after the run's end. Those in flight finish in the
     // background so their kept-alive connections go back to the pool.
     if !in_flight.is_empty() {
-        smol::spawn(linger_appends(in_flight)).detach();
+        crate::executor::spawn(linger_appends(in_flight)).detach();
     }
     // Finished normally: the body's last chunk follows the end-stream envelope; read it
     // (bounded) in the background and pool the connection. Otherwise dropping the connection
@@ -177,7 +177,7 @@ pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
     if let Some(ex) = sse.take()
         && outcome.checkpoint.is_some()
     {
-        smol::spawn(linger_stream(ex, upstream)).detach();
+        crate::executor::spawn(linger_stream(ex, upstream)).detach();
     }
     outcome
 }

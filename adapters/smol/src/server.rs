@@ -38,7 +38,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             };
             let _ = stream.set_nodelay(true);
             let (app, in_flight, closed) = (app.clone(), in_flight.clone(), closed.clone());
-            smol::spawn(async move {
+            crate::executor::spawn(async move {
                 let conn = connection(stream, app, in_flight);
                 let close = async {
                     let _ = closed.recv().await;
