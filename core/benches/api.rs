@@ -216,3 +216,24 @@ mod build_parts {
             });
     }
 }
+
+/// The 24 tool schemas of the Claude Code request (≈ 11.6 KB of JSON) encoded as
+/// `google.protobuf.Value`s, straight from their text.
+#[divan::bench]
+fn encode_claude_code_tool_schemas(bencher: Bencher<'_, '_>) {
+    let req = parse_messages_request(CLAUDE_CODE, &HeaderMap::new()).expect("parses");
+    let schemas: Vec<&str> = req
+        .tools
+        .iter()
+        .filter_map(|t| t.input_schema.as_ref().map(|s| s.as_str()))
+        .collect();
+    let bytes: usize = schemas.iter().map(|s| s.len()).sum();
+    bencher.counter(BytesCount::new(bytes)).bench(|| {
+        schemas
+            .iter()
+            .map(|s| {
+                cursorpool_core::client::encode_json_as_value(black_box(s)).map_or(0, |b| b.len())
+            })
+            .sum::<usize>()
+    });
+}

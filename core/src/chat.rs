@@ -118,7 +118,50 @@ pub struct ToolSpec {
     /// Description shown to the model.
     pub description: String,
     /// JSON Schema of the input (`None` when the client sent none).
-    pub input_schema: Option<Value>,
+    pub input_schema: Option<JsonSchema>,
+}
+
+/// A tool's JSON Schema as the client wrote it: the text of one JSON object, verbatim.
+///
+/// A schema is only ever measured and sent upstream, where it is encoded straight from the
+/// text (see [`crate::client::encode_json_as_value`]); it is never parsed into a tree on the
+/// request path. Shared, so cloning a request does not copy it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JsonSchema(std::sync::Arc<str>);
+
+impl JsonSchema {
+    /// The schema `text`, when it is one JSON object.
+    pub fn from_text(text: &str) -> Option<Self> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        v.is_object().then(|| Self(text.trim().into()))
+    }
+
+    /// `raw` (JSON a parser already accepted), when it is an object.
+    pub(crate) fn from_raw(raw: &serde_json::value::RawValue) -> Option<Self> {
+        let text = raw.get().trim();
+        text.starts_with('{').then(|| Self(text.into()))
+    }
+
+    /// The schema of the JSON object `value` (`None` when it is not an object).
+    pub fn from_value(value: &Value) -> Option<Self> {
+        value.is_object().then(|| Self(value.to_string().into()))
+    }
+
+    /// The JSON text, as the client sent it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The schema as a JSON tree (for inspection; the request path never needs it).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl std::fmt::Debug for JsonSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Tool-use constraint.

@@ -152,7 +152,7 @@ fn a_full_conversation_translates_into_the_internal_request() {
     assert!(matches!(&r.messages[3].content[..], [Part::Text(t)] if t == "Answer in French."));
     assert_eq!(r.tools.len(), 2);
     assert_eq!(
-        r.tools[0].input_schema.as_ref().expect("schema")["type"],
+        r.tools[0].input_schema.as_ref().expect("schema").to_value()["type"],
         "object"
     );
     assert_eq!(r.tools[1].input_schema, None);

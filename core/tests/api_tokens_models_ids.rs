@@ -49,7 +49,7 @@ fn the_estimate_counts_text_bytes_images_and_framing() {
         tools: vec![ToolSpec {
             name: "ab".into(),
             description: "cd".into(),
-            input_schema: Some(schema.clone()),
+            input_schema: cursorpool_core::chat::JsonSchema::from_value(&schema),
         }],
         ..ChatRequest::default()
     };

@@ -98,7 +98,9 @@ fn chat(text: &str, tools: &[&str]) -> ChatRequest {
             .map(|n| ToolSpec {
                 name: (*n).to_owned(),
                 description: format!("the {n} tool"),
-                input_schema: Some(serde_json::json!({"type": "object"})),
+                input_schema: cursorpool_core::chat::JsonSchema::from_value(
+                    &serde_json::json!({"type": "object"}),
+                ),
             })
             .collect(),
         stream: true,

@@ -371,28 +371,30 @@ pub(crate) fn tool_spec(
     name: String,
     at: &str,
     description: Option<String>,
-    schema: Option<serde_json::Value>,
+    schema: Option<&serde_json::value::RawValue>,
     schema_at: &str,
 ) -> Result<crate::chat::ToolSpec, ClientError> {
-    use serde_json::Value;
     if !names.insert(name.clone()) {
         return Err(ClientError::invalid(
             at.to_owned(),
             format!("duplicate tool name {name:?}"),
         ));
     }
-    let input_schema = match schema {
-        None | Some(Value::Null) => None,
-        Some(schema @ Value::Object(_)) => Some(schema),
-        Some(other) => {
-            return Err(ClientError::invalid(
-                schema_at.to_owned(),
-                format!(
-                    "must be an object, got {}",
-                    crate::connect::error::json_kind(&other)
-                ),
-            ));
-        }
+    let input_schema = match schema.map(|r| (r, r.get().trim())) {
+        None => None,
+        Some((_, "null")) => None,
+        Some((raw, _)) => match crate::chat::JsonSchema::from_raw(raw) {
+            Some(s) => Some(s),
+            None => {
+                let kind = serde_json::from_str::<serde_json::Value>(raw.get())
+                    .map(|v| crate::connect::error::json_kind(&v))
+                    .unwrap_or("invalid JSON");
+                return Err(ClientError::invalid(
+                    schema_at.to_owned(),
+                    format!("must be an object, got {kind}"),
+                ));
+            }
+        },
     };
     Ok(crate::chat::ToolSpec {
         name,

@@ -43,7 +43,7 @@ pub fn estimate_input_tokens(request: &ChatRequest) -> u64 {
         tally.fixed += TOOL_TOKENS;
         tally.bytes += (tool.name.len() + tool.description.len()) as u64;
         if let Some(schema) = &tool.input_schema {
-            tally.bytes += json_len(schema);
+            tally.bytes += schema.as_str().len() as u64;
         }
     }
     tally

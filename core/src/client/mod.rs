@@ -14,6 +14,7 @@
 //! - actions: [`cancel`], [`queued_user_message`], and [`RunAction::Resume`] in a run request.
 
 mod exec;
+mod json_value;
 mod query;
 
 use bytes::Bytes;
@@ -27,6 +28,7 @@ pub use exec::{
     RequestContextParams, exec_heartbeat, exec_reply, exec_stream_close, exec_throw, mcp_error,
     mcp_success, reject_exec, request_context_success,
 };
+pub use json_value::{JsonValueError, MAX_DEPTH as MAX_JSON_VALUE_DEPTH, encode_json_as_value};
 pub use query::{answer_query, reject_query};
 
 /// Serializes a client message (no envelope, no length prefix).
@@ -190,14 +192,30 @@ pub fn mcp_tool_definition(
     description: &str,
     input_schema: Option<&serde_json::Value>,
 ) -> pb::McpToolDefinition {
+    mcp_tool_definition_encoded(
+        provider_identifier,
+        tool_name,
+        description,
+        input_schema
+            .map(|s| Bytes::from(json_to_value(s).encode_to_vec()))
+            .unwrap_or_default(),
+    )
+}
+
+/// [`mcp_tool_definition`] with the schema already encoded as a `google.protobuf.Value`
+/// (see [`encode_json_as_value`]; empty: unset).
+pub fn mcp_tool_definition_encoded(
+    provider_identifier: &str,
+    tool_name: &str,
+    description: &str,
+    input_schema: Bytes,
+) -> pb::McpToolDefinition {
     pb::McpToolDefinition {
         name: format!("{provider_identifier}-{tool_name}"),
         provider_identifier: provider_identifier.to_owned(),
         tool_name: tool_name.to_owned(),
         description: description.to_owned(),
-        input_schema: input_schema
-            .map(|s| Bytes::from(json_to_value(s).encode_to_vec()))
-            .unwrap_or_default(),
+        input_schema,
     }
 }
 

@@ -172,7 +172,9 @@ impl TurnParams {
             .tools
             .iter()
             .map(|t| {
-                t.name.len() + t.description.len() + t.input_schema.as_ref().map_or(0, json_len)
+                t.name.len()
+                    + t.description.len()
+                    + t.input_schema.as_ref().map_or(0, |s| s.as_str().len())
             })
             .sum();
         let chars = input.text.len()
@@ -210,23 +212,6 @@ impl TurnParams {
             (s, i) => s.or(i),
         }
     }
-}
-
-/// The length of `v` serialized as JSON, counted without building the text.
-fn json_len(v: &serde_json::Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
 }
 
 #[cfg(test)]

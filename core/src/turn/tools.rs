@@ -9,10 +9,9 @@
 use std::collections::HashSet;
 
 use cursorpool_proto::agent_v1 as pb;
-use serde_json::{Value, json};
 
 use crate::chat::{Part, ToolSpec};
-use crate::client::mcp_tool_definition;
+use crate::client::{encode_json_as_value, mcp_tool_definition_encoded};
 use crate::update::{McpCall, McpContent};
 
 /// `provider_identifier` of every client tool.
@@ -49,12 +48,20 @@ impl ToolTable {
             if table.declared.contains(&spec.name) {
                 continue;
             }
-            let schema = spec.input_schema.clone().unwrap_or_else(default_schema);
-            table.definitions.push(mcp_tool_definition(
+            let text = spec
+                .input_schema
+                .as_ref()
+                .map_or(DEFAULT_SCHEMA, |s| s.as_str());
+            // The parsers only keep JSON objects; a schema that still cannot be encoded is
+            // sent as the default rather than failing the run.
+            let schema = encode_json_as_value(text)
+                .or_else(|_| encode_json_as_value(DEFAULT_SCHEMA))
+                .unwrap_or_default();
+            table.definitions.push(mcp_tool_definition_encoded(
                 PROVIDER,
                 &spec.name,
                 &spec.description,
-                Some(&schema),
+                schema,
             ));
             table.declared.insert(spec.name.clone());
         }
@@ -78,9 +85,7 @@ impl ToolTable {
 }
 
 /// The schema the SDK declares for a custom tool without one (§5.2).
-fn default_schema() -> Value {
-    json!({"type": "object", "properties": {}, "additionalProperties": true})
-}
+const DEFAULT_SCHEMA: &str = r#"{"type":"object","properties":{},"additionalProperties":true}"#;
 
 /// The MCP content of a client's tool result. Text and images map one to one; anything else a
 /// client might nest in a result is rendered as text so that nothing is silently lost.

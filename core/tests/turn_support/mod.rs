@@ -72,7 +72,9 @@ pub fn tool(name: &str) -> ToolSpec {
     ToolSpec {
         name: name.to_owned(),
         description: format!("the {name} tool"),
-        input_schema: Some(serde_json::json!({"type": "object"})),
+        input_schema: cursorpool_core::chat::JsonSchema::from_value(
+            &serde_json::json!({"type": "object"}),
+        ),
     }
 }
 

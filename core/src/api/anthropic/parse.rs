@@ -95,7 +95,8 @@ struct RawTool<'a> {
     kind: Option<Cow<'a, str>>,
     name: Option<String>,
     description: Option<String>,
-    input_schema: Option<Value>,
+    #[serde(borrow)]
+    input_schema: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]

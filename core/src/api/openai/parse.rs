@@ -116,15 +116,17 @@ struct RawFunctionCall<'a> {
 struct RawTool<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<Cow<'a, str>>,
-    function: Option<RawFunction>,
+    #[serde(borrow)]
+    function: Option<RawFunction<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(expecting = "a function object")]
-struct RawFunction {
+struct RawFunction<'a> {
     name: Option<String>,
     description: Option<String>,
-    parameters: Option<Value>,
+    #[serde(borrow)]
+    parameters: Option<&'a serde_json::value::RawValue>,
 }
 
 /// `tool_choice`: a mode string or `{"type":"function","function":{"name":…}}`.
