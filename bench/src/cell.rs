@@ -79,6 +79,14 @@ pub(crate) struct CellResult {
     pub(crate) cpu_secs: Option<f64>,
     /// The proxy process's peak RSS (`VmHWM`, since its start) after the cell, in bytes.
     pub(crate) peak_rss: Option<u64>,
+    /// Server messages the sim sent during the cell (every upstream frame the target relayed).
+    pub(crate) frames: Option<u64>,
+}
+
+/// Server messages the sim at `sim` has sent so far (`total.messages_out` of its counters).
+async fn sim_frames(sim: std::net::SocketAddr) -> Option<u64> {
+    let v = crate::client::get_json(sim, "/__sim/counters").await.ok()?;
+    v["total"]["messages_out"].as_u64()
 }
 
 /// Session ids: unique in the whole run, so every unit is a new conversation.
@@ -98,8 +106,10 @@ pub(crate) async fn run_cell(
     workload: Workload,
     concurrency: usize,
     bounds: Bounds,
+    sim: std::net::SocketAddr,
 ) -> CellResult {
     let pid = target.pid();
+    let frames0 = sim_frames(sim).await;
     let cpu0 = pid.and_then(procfs::cpu_secs);
     let started = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
@@ -142,6 +152,7 @@ pub(crate) async fn run_cell(
         ttlb: Vec::new(),
         cpu_secs: None,
         peak_rss: None,
+        frames: None,
     };
     for t in tasks {
         match t.await {
@@ -166,6 +177,8 @@ pub(crate) async fn run_cell(
     let cpu1 = pid.and_then(procfs::cpu_secs);
     result.cpu_secs = cpu0.zip(cpu1).map(|(a, b)| b - a);
     result.peak_rss = pid.and_then(|p| procfs::mem_bytes(p, "VmHWM"));
+    let frames1 = sim_frames(sim).await;
+    result.frames = frames0.zip(frames1).map(|(a, b)| b.saturating_sub(a));
     result
 }
 

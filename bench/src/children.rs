@@ -73,6 +73,8 @@ pub(crate) struct Sim {
     pub(crate) base_url: String,
     /// An access token of its one account.
     pub(crate) access_token: String,
+    /// Its address (for `/__sim/counters`).
+    pub(crate) addr: SocketAddr,
 }
 
 /// Starts `cursor-sim --token-interval-ms 0 --print-json` and reads its JSON line.
@@ -110,6 +112,10 @@ pub(crate) fn start_sim(bin: &Path, log: &Path) -> Result<Sim, String> {
         .ok_or("no access_token")?
         .to_owned();
     Ok(Sim {
+        addr: base_url
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("base_url {base_url:?} is not http://IP:PORT"))?,
         base_url,
         access_token,
     })

@@ -110,3 +110,31 @@ impl Client {
         })
     }
 }
+
+/// `GET http://ADDR{path}` on a fresh connection, as JSON (the sim's `/__sim/counters`).
+pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json::Value, String> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = http::Request::get(path)
+        .header(http::header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| format!("{path}: {e}"))
+}

@@ -305,7 +305,7 @@ async fn measure(
         }
         for &c in concurrencies {
             for t in &targets {
-                let r = cell::run_cell(t, w, c, bounds).await;
+                let r = cell::run_cell(t, w, c, bounds, sim.addr).await;
                 say(&format!(
                     "{:<30} c={:<5} {:<16} ok={:<6} err={:<4} {:.1}s",
                     w.name(),
@@ -447,7 +447,9 @@ new conversation (distinct `metadata.user_id` session id). *baseline* drives cur
 percentile − baseline percentile of the same workload and concurrency. A tool round trip counts \
 two requests (tool_use answer, then the answer after the tool_result; the baseline resumes \
 the parked turn at once). *CPU s / 1k req* = the proxy's utime+stime delta over the cell \
-(`/proc/PID/stat`, CLK_TCK 100) per 1,000 successful requests. *peak RSS* = the proxy's VmHWM \
+(`/proc/PID/stat`, CLK_TCK 100) per 1,000 successful requests; *CPU µs / frame* = the same \
+CPU time per upstream frame relayed (server messages the sim sent during the cell, from its \
+counters: text and token deltas, heartbeats, checkpoints, KV and exec messages). *peak RSS* = the proxy's VmHWM \
 since its start (so it only grows down a table). The sim, the load generator and the proxy share \
 the same cores, so absolute figures are lower bounds of what the proxy alone could do.
 ";

@@ -81,11 +81,11 @@ pub(crate) fn load_tables(cells: &[CellResult]) -> String {
         let _ = writeln!(s, "### {}\n", w.name());
         let _ = writeln!(
             s,
-            "| conc | target | ok | err | req/s | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | +TTFB p50 | +TTFB p99 | +TTLB p50 | +TTLB p99 | CPU s / 1k req | peak RSS |"
+            "| conc | target | ok | err | req/s | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | +TTFB p50 | +TTFB p99 | +TTLB p50 | +TTLB p99 | CPU s / 1k req | CPU µs / frame | peak RSS |"
         );
         let _ = writeln!(
             s,
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in mine {
             let c = r.cell;
@@ -96,9 +96,14 @@ pub(crate) fn load_tables(cells: &[CellResult]) -> String {
                 .cpu_secs
                 .filter(|_| c.ok > 0)
                 .map(|cpu| cpu / c.ok as f64 * 1000.0);
+            #[expect(clippy::cast_precision_loss, reason = "frame counts far below 2^52")]
+            let cpu_frame = c
+                .cpu_secs
+                .zip(c.frames.filter(|f| *f > 0))
+                .map(|(cpu, f)| cpu * 1e6 / f as f64);
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.concurrency,
                 c.target,
                 c.ok,
@@ -113,6 +118,7 @@ pub(crate) fn load_tables(cells: &[CellResult]) -> String {
                 opt_f(r.added_ttlb.0, 2),
                 opt_f(r.added_ttlb.1, 2),
                 opt_f(cpu_k, 3),
+                opt_f(cpu_frame, 2),
                 if c.target == "baseline" {
                     "—".to_owned()
                 } else {

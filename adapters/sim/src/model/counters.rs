@@ -26,6 +26,8 @@ pub struct AccountCounters {
     pub bytes_in: u64,
     /// Response bytes produced on runs (envelopes, end-stream included).
     pub bytes_out: u64,
+    /// Server messages (`AgentServerMessage` envelopes) sent on runs.
+    pub messages_out: u64,
     /// MCP tool calls the model made (`exec_server_message.mcp_args`).
     pub tool_calls_issued: u64,
     /// `mcp_result`s received for those calls.
@@ -64,6 +66,7 @@ impl AccountCounters {
         self.cancels += other.cancels;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
+        self.messages_out += other.messages_out;
         self.tool_calls_issued += other.tool_calls_issued;
         self.tool_results_answered += other.tool_results_answered;
         merge(&mut self.native_execs_issued, &other.native_execs_issued);

@@ -63,6 +63,8 @@ enum State {
 pub(crate) struct Released {
     /// Bytes handed to the adapter.
     pub(crate) bytes: u64,
+    /// Message envelopes (server messages) among them, end-stream not counted.
+    pub(crate) messages: u64,
     /// The code of an error end-stream the fault produced.
     pub(crate) error: Option<Code>,
 }
@@ -183,6 +185,7 @@ impl Shaper {
             match frame {
                 Frame::Msg(b) => {
                     self.sent = self.sent.saturating_add(1);
+                    rel.messages += 1;
                     data.extend_from_slice(&b);
                 }
                 Frame::End(b) => {

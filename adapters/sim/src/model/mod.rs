@@ -399,6 +399,7 @@ impl Sim {
         let rel = run.shaper.release(id, now, &mut self.outputs);
         env.count(|c| {
             c.bytes_out += rel.bytes;
+            c.messages_out += rel.messages;
             if let Some(code) = rel.error {
                 *c.errors.entry(code.as_str().to_owned()).or_default() += 1;
             }
