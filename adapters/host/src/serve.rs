@@ -12,7 +12,9 @@ use cursorpool_core::conductor::Secret;
 
 use crate::app::App;
 use crate::cli::{LoginArgs, ServeArgs};
+use crate::logging::LogControl;
 use crate::persist::AuthDir;
+use crate::reload::{Reloader, Startup};
 use crate::tasks::{self, Background};
 use crate::upstream::Platform;
 use crate::{auth_sync, login, pool_state};
@@ -28,6 +30,9 @@ pub struct Serving {
     /// Where to listen.
     pub listen: SocketAddr,
     state_dir: Option<PathBuf>,
+    /// Puts a changed configuration in force (the adapter calls it on SIGHUP; the file is
+    /// also watched). `None` when built by [`prepare`] alone.
+    pub reloader: Option<Arc<Reloader>>,
     _upkeep: Vec<Background>,
 }
 
@@ -96,8 +101,31 @@ pub async fn prepare(
         app,
         listen: args.listen,
         state_dir,
+        reloader: None,
         _upkeep: upkeep,
     })
+}
+
+/// `serve` as the binaries run it: `args` (flags and environment) completed by the
+/// configuration file, the proxy built by [`prepare`], and the file watched for changes.
+pub async fn start(
+    startup: Startup,
+    args: &ServeArgs,
+    log: LogControl,
+    platform: Arc<dyn Platform>,
+    binary: &str,
+) -> Result<Serving, StartError> {
+    let effective = startup.serve_args(args);
+    if let Some(path) = &startup.file.path {
+        tracing::info!(file = %path.display(), "configuration file read");
+    }
+    let mut serving = prepare(&effective, platform, binary).await?;
+    let reloader = Reloader::new(startup, args.clone(), &serving.app, log);
+    if let Some(guard) = reloader.watch(crate::reload::WATCH_INTERVAL) {
+        serving._upkeep.push(guard);
+    }
+    serving.reloader = Some(reloader);
+    Ok(serving)
 }
 
 impl Serving {
