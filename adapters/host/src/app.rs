@@ -434,9 +434,13 @@ impl App {
             return resp;
         }
         let live = self.live();
+        let log_api = match path.as_str() {
+            "/v1/models" => models_api(&parts.headers),
+            _ => api,
+        };
         let log = RequestLog::new(
             self.metrics.clone(),
-            api,
+            log_api,
             &path,
             client_fingerprint(&client_key(&parts.headers)),
         );
@@ -460,7 +464,7 @@ impl App {
             && !crate::client_auth::authorized(&live.api_keys, &parts.headers)
         {
             let api = match path {
-                "/v1/models" if !parts.headers.contains_key("anthropic-version") => ApiKind::OpenAi,
+                "/v1/models" => models_api(&parts.headers),
                 _ => api,
             };
             return error_response(api, &crate::client_auth::rejection());
@@ -468,11 +472,7 @@ impl App {
         match (&parts.method, path) {
             (&Method::HEAD | &Method::GET, "/") => plain(StatusCode::OK, "cursorpool\n"),
             (&Method::GET, "/v1/models") => {
-                let api = if parts.headers.contains_key("anthropic-version") {
-                    ApiKind::Anthropic
-                } else {
-                    ApiKind::OpenAi
-                };
+                let api = models_api(&parts.headers);
                 json(
                     StatusCode::OK,
                     api::models::models_body(api, &live.listed_models, unix_now()),
@@ -1156,6 +1156,16 @@ struct AttemptParts {
     framing: Framing,
 }
 
+/// Which API's shape `GET /v1/models` answers in: Anthropic's when the client sends
+/// `anthropic-version`, else OpenAI's.
+fn models_api(headers: &HeaderMap) -> ApiKind {
+    if headers.contains_key("anthropic-version") {
+        ApiKind::Anthropic
+    } else {
+        ApiKind::OpenAi
+    }
+}
+
 /// Notes what the request log needs of a reply event: its usage, or its failure.
 fn note_reply(log: &RequestLog, r: &ReplyEvent) {
     match r {
@@ -1166,11 +1176,14 @@ fn note_reply(log: &RequestLog, r: &ReplyEvent) {
 }
 
 /// Who the client is, for isolation: its API key (hashed, never kept in clear).
+/// The same key is the same client whether it comes in `x-api-key` (Anthropic clients) or
+/// `Authorization: Bearer` (OpenAI clients).
 fn client_key(headers: &HeaderMap) -> String {
     let raw = headers
         .get("x-api-key")
-        .or_else(|| headers.get(http::header::AUTHORIZATION))
-        .map(|v| v.as_bytes().to_vec())
+        .map(|v| v.as_bytes())
+        .or_else(|| crate::client_auth::bearer(headers))
+        .or_else(|| headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()))
         .unwrap_or_default();
     hex::encode(&Sha256::digest(&raw)[..16])
 }
