@@ -815,8 +815,10 @@ pub fn browser(test: &str) -> Option<Browser> {
     let missing: Vec<&str> = [
         (!chromium.exists()).then_some("chromium (apt-get install chromium)"),
         (!node_ok).then_some("node"),
-        (!dir.join("node_modules/playwright-core/package.json").exists())
-            .then_some("playwright-core (npm ci --prefix e2e/browser)"),
+        (!dir
+            .join("node_modules/playwright-core/package.json")
+            .exists())
+        .then_some("playwright-core (npm ci --prefix e2e/browser)"),
     ]
     .into_iter()
     .flatten()
@@ -828,7 +830,10 @@ pub fn browser(test: &str) -> Option<Browser> {
             chromium,
         });
     }
-    let how = format!("missing: {}; `bash .ci/browser-setup` installs them", missing.join(", "));
+    let how = format!(
+        "missing: {}; `bash .ci/browser-setup` installs them",
+        missing.join(", ")
+    );
     if std::env::var("CURSORPOOL_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
         panic!("{test}: the browser test's tools are not installed ({how})");
     }

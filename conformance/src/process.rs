@@ -72,7 +72,10 @@ impl Process {
             if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                panic!("the binary exited ({status}) before listening:\n{}", self.log());
+                panic!(
+                    "the binary exited ({status}) before listening:\n{}",
+                    self.log()
+                );
             }
             assert!(
                 Instant::now() < deadline,

@@ -99,10 +99,17 @@ async fn accounts_check_and_models_work_on_the_configured_auth_dir() {
         let out = run(&config, &["accounts", "list"]).await;
         let (stdout, _) = text(&out);
         assert!(out.status.success(), "{stdout}");
-        assert!(stdout.contains("cursor.a.json") && stdout.contains("cursor.b.json"), "{stdout}");
+        assert!(
+            stdout.contains("cursor.a.json") && stdout.contains("cursor.b.json"),
+            "{stdout}"
+        );
         assert!(!stdout.contains("disabled"), "{stdout}");
 
-        let out = run(&config, &["accounts", "disable", "b", "--reason", "on holiday"]).await;
+        let out = run(
+            &config,
+            &["accounts", "disable", "b", "--reason", "on holiday"],
+        )
+        .await;
         assert!(out.status.success(), "{:?}", text(&out));
         let (stdout, _) = text(&run(&config, &["accounts", "list"]).await);
         assert!(stdout.contains("disabled (on holiday)"), "{stdout}");
@@ -113,7 +120,10 @@ async fn accounts_check_and_models_work_on_the_configured_auth_dir() {
         assert!(stdout.contains("configuration: ok"), "{stdout}");
         assert!(stdout.contains("a: ok (5 models)"), "{stdout}");
         assert!(stdout.contains("b: FAILED: disabled"), "{stdout}");
-        assert!(stderr.contains("[1/2]") && stderr.contains("[2/2]"), "progress: {stderr}");
+        assert!(
+            stderr.contains("[1/2]") && stderr.contains("[2/2]"),
+            "progress: {stderr}"
+        );
 
         let out = run(&config, &["accounts", "enable", "b"]).await;
         assert!(out.status.success(), "{:?}", text(&out));
@@ -133,14 +143,17 @@ async fn accounts_check_and_models_work_on_the_configured_auth_dir() {
         let mut cmd = Command::new(support::binary_path());
         cmd.args(["serve", "--config"]).arg(&config);
         let mut proxy = Process::spawn(cmd);
-        proxy
-            .wait_listening(([127, 0, 0, 1], port).into())
-            .await;
+        proxy.wait_listening(([127, 0, 0, 1], port).into()).await;
         let out = run(&config, &["accounts", "status"]).await;
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{stdout}{stderr}");
         assert!(stdout.contains("2 account(s)"), "{stdout}");
-        assert!(stdout.lines().any(|l| l.starts_with("a ") && l.contains("ready")), "{stdout}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("a ") && l.contains("ready")),
+            "{stdout}"
+        );
 
         let out = run(&config, &["accounts", "remove", "b"]).await;
         assert!(out.status.success(), "{:?}", text(&out));
@@ -151,13 +164,19 @@ async fn accounts_check_and_models_work_on_the_configured_auth_dir() {
             if stdout.contains("1 account(s)") {
                 break;
             }
-            assert!(Instant::now() < deadline, "the serve never dropped b: {stdout}");
+            assert!(
+                Instant::now() < deadline,
+                "the serve never dropped b: {stdout}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let out = run(&config, &["accounts", "remove", "nobody"]).await;
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("no account \"nobody\"") && stderr.contains("a"), "{stderr}");
+        assert!(
+            stderr.contains("no account \"nobody\"") && stderr.contains("a"),
+            "{stderr}"
+        );
 
         let (status, log) = proxy.stop().await;
         assert_eq!(status.code(), Some(0), "{log}");
@@ -178,7 +197,14 @@ async fn completions_and_help_cover_every_subcommand() {
             let out = run(&config, &["completions", shell]).await;
             let (stdout, stderr) = text(&out);
             assert!(out.status.success(), "{stderr}");
-            for sub in ["serve", "login", "accounts", "models", "check", "completions"] {
+            for sub in [
+                "serve",
+                "login",
+                "accounts",
+                "models",
+                "check",
+                "completions",
+            ] {
                 assert!(stdout.contains(sub), "{shell} completes {sub}");
             }
             assert!(stdout.contains(binary), "{shell}");

@@ -129,12 +129,18 @@ async fn a_reload_swaps_api_keys_without_cutting_a_stream_in_flight() {
              content-length: {}\r\n\r\n{body}",
             body.len()
         );
-        stream.write_all(head.as_bytes()).await.expect("request sent");
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .expect("request sent");
         let mut got = Vec::new();
         read_until(&mut stream, &mut got, "content_block_delta").await;
         let before = String::from_utf8_lossy(&got).into_owned();
         assert!(before.starts_with("HTTP/1.1 200"), "{before}");
-        assert!(!before.contains("message_stop"), "still streaming: {before}");
+        assert!(
+            !before.contains("message_stop"),
+            "still streaming: {before}"
+        );
 
         // SIGHUP with a new key while the answer streams.
         write_config(&config, port, &sim, &dir, &["old-key", "new-key"]);
@@ -215,7 +221,8 @@ async fn an_invalid_config_is_refused_with_exit_code_2_naming_the_key() {
             }
         }
         let mut cmd = Command::new(support::binary_path());
-        cmd.args(["serve", "--config"]).arg(dir.join("missing.yaml"));
+        cmd.args(["serve", "--config"])
+            .arg(dir.join("missing.yaml"));
         let (status, log) = Process::spawn(cmd).wait().await;
         assert_eq!(status.code(), Some(2), "{log}");
         assert!(log.contains("missing.yaml"), "{log}");

@@ -85,8 +85,14 @@ async fn metrics_count_requests_failures_cooldowns_and_parked_calls() {
         );
         let m = r.text();
         let get = |series: &str| sample(&m, series).unwrap_or_else(|| panic!("{series}:\n{m}"));
-        assert_eq!(get("cursorpool_requests_total{api=\"anthropic\",status=\"200\"}"), 3.0);
-        assert_eq!(get("cursorpool_requests_total{api=\"anthropic\",status=\"400\"}"), 1.0);
+        assert_eq!(
+            get("cursorpool_requests_total{api=\"anthropic\",status=\"200\"}"),
+            3.0
+        );
+        assert_eq!(
+            get("cursorpool_requests_total{api=\"anthropic\",status=\"400\"}"),
+            1.0
+        );
         assert_eq!(get("cursorpool_request_duration_seconds_count"), 4.0);
         assert_eq!(
             get("cursorpool_request_duration_seconds_bucket{le=\"+Inf\"}"),
@@ -116,7 +122,10 @@ async fn metrics_count_requests_failures_cooldowns_and_parked_calls() {
         assert!(get("cursorpool_upstream_connections_total") >= 1.0);
         assert_eq!(get("cursorpool_upstream_runs_total"), 4.0);
         // The parked run counts against its account when it finishes.
-        assert_eq!(get("cursorpool_account_requests_total{account=\"fresh\"}"), 2.0);
+        assert_eq!(
+            get("cursorpool_account_requests_total{account=\"fresh\"}"),
+            2.0
+        );
         // Every sample line is `name{labels} value` or `name value` with a number.
         for l in m.lines().filter(|l| !l.starts_with('#')) {
             let value = l.rsplit(' ').next().unwrap_or_default();
@@ -132,7 +141,10 @@ async fn metrics_are_open_without_a_management_secret() {
         let h = Harness::start_default().await;
         let r = metrics(&h, None).await;
         assert_eq!(r.status, 200, "{}", r.text());
-        assert!(r.text().contains("cursorpool_account_state{account=\"main\",state=\"ready\"} 1"));
+        assert!(
+            r.text()
+                .contains("cursorpool_account_state{account=\"main\",state=\"ready\"} 1")
+        );
         h.shutdown().await;
     })
     .await;

@@ -27,10 +27,9 @@ struct QuickStart {
 }
 
 fn quick_start() -> QuickStart {
-    let readme = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
-    )
-    .expect("README.md");
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
     let section = readme
         .split("\n## ")
         .find(|s| s.starts_with("Quick start"))
@@ -148,7 +147,13 @@ async fn the_readme_quick_start_works_with_the_official_clients() {
 
         // `cursorpool login --label work`, by API key (no browser in a test).
         let mut login = Command::new(support::binary_path());
-        login.args(["login", "--label", "work", "--api-key", "cursor-api-key-work"]);
+        login.args([
+            "login",
+            "--label",
+            "work",
+            "--api-key",
+            "cursor-api-key-work",
+        ]);
         env(&mut login);
         let (status, log) = Process::spawn(login).wait().await;
         assert!(status.success(), "{log}");
@@ -175,7 +180,12 @@ async fn the_readme_quick_start_works_with_the_official_clients() {
                 .arg(scenario)
                 .env("PYTHONUNBUFFERED", "1")
                 .env("PYTHONDONTWRITEBYTECODE", "1");
-            for var in ["ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY"] {
+            for var in [
+                "ANTHROPIC_BASE_URL",
+                "ANTHROPIC_API_KEY",
+                "OPENAI_BASE_URL",
+                "OPENAI_API_KEY",
+            ] {
                 cmd.env_remove(var);
             }
             for (k, v) in qs.exports.iter().filter(|(k, _)| k.starts_with(prefix)) {
@@ -205,10 +215,16 @@ async fn the_readme_quick_start_works_with_the_official_clients() {
         assert_eq!(openai["finish_reason"], "stop", "{openai}");
 
         // The README's key is required: without it the proxy refuses.
-        let refused = support::Client::connect(([127, 0, 0, 1], port.parse::<u16>().expect("port")).into())
-            .await
-            .send("GET", "/v1/models", &[("x-api-key", "not-the-readme-key")], bytes::Bytes::new())
-            .await;
+        let refused =
+            support::Client::connect(([127, 0, 0, 1], port.parse::<u16>().expect("port")).into())
+                .await
+                .send(
+                    "GET",
+                    "/v1/models",
+                    &[("x-api-key", "not-the-readme-key")],
+                    bytes::Bytes::new(),
+                )
+                .await;
         assert_eq!(refused.status, 401);
 
         let (status, log) = proxy.stop().await;

@@ -30,15 +30,20 @@ async fn one_json_line_per_request_without_prompt_key_or_token() {
         std::fs::write(dir.join("config.yaml"), "log-format: json\n").expect("config");
         let port = free_port();
         let mut cmd = Command::new(support::binary_path());
-        cmd.args(["serve", "--memory-only", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--upstream", &sim.base_url(), "--auth-dir"])
-            .arg(dir.join("auth"))
-            .arg("--config")
-            .arg(dir.join("config.yaml"))
-            .env("CURSORPOOL_TOKENS", format!("work={token}"))
-            .env("CURSORPOOL_API_KEYS", KEY)
-            .env_remove("CURSORPOOL_LOG")
-            .env_remove("CURSORPOOL_LOG_FORMAT");
+        cmd.args([
+            "serve",
+            "--memory-only",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--upstream", &sim.base_url(), "--auth-dir"])
+        .arg(dir.join("auth"))
+        .arg("--config")
+        .arg(dir.join("config.yaml"))
+        .env("CURSORPOOL_TOKENS", format!("work={token}"))
+        .env("CURSORPOOL_API_KEYS", KEY)
+        .env_remove("CURSORPOOL_LOG")
+        .env_remove("CURSORPOOL_LOG_FORMAT");
         let mut proxy = Process::spawn(cmd);
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         proxy.wait_listening(addr).await;
@@ -57,20 +62,33 @@ async fn one_json_line_per_request_without_prompt_key_or_token() {
             ("x-api-key", KEY),
         ];
         let r = c
-            .send("POST", "/v1/messages", &headers, anthropic.to_string().into())
+            .send(
+                "POST",
+                "/v1/messages",
+                &headers,
+                anthropic.to_string().into(),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let r = c
             .send(
                 "POST",
                 "/v1/chat/completions",
-                &[("content-type", "application/json"), ("authorization", &format!("Bearer {KEY}"))],
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &format!("Bearer {KEY}")),
+                ],
                 openai.to_string().into(),
             )
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let r = c
-            .send("POST", "/v1/messages", &[("x-api-key", "wrong")], anthropic.to_string().into())
+            .send(
+                "POST",
+                "/v1/messages",
+                &[("x-api-key", "wrong")],
+                anthropic.to_string().into(),
+            )
             .await;
         assert_eq!(r.status, 401);
 
@@ -96,13 +114,21 @@ async fn one_json_line_per_request_without_prompt_key_or_token() {
             assert_eq!(line["status"], status, "{line}");
             assert!(line["duration_ms"].is_u64(), "{line}");
             assert!(
-                line["client"].as_str().is_some_and(|c| c.starts_with("key-")),
+                line["client"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("key-")),
                 "the client is a fingerprint: {line}"
             );
             if status == 200 {
                 assert_eq!(line["account"], "work", "{line}");
-                assert!(line["input_tokens"].as_u64().is_some_and(|n| n > 0), "{line}");
-                assert!(line["output_tokens"].as_u64().is_some_and(|n| n > 0), "{line}");
+                assert!(
+                    line["input_tokens"].as_u64().is_some_and(|n| n > 0),
+                    "{line}"
+                );
+                assert!(
+                    line["output_tokens"].as_u64().is_some_and(|n| n > 0),
+                    "{line}"
+                );
             }
         }
         assert_eq!(

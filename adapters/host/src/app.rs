@@ -33,8 +33,8 @@ use sha2::{Digest, Sha256};
 
 use crate::body::{self, HttpResponse, ResponseBody};
 use crate::persist::AuthDir;
-use crate::request_log::RequestLog;
 use crate::relay::{Control, EVENT_DEPTH, EventReceiver, Outcome, Relay, RunCall};
+use crate::request_log::RequestLog;
 use crate::upstream::{Pairing, Platform, Upstream, UpstreamError};
 
 /// Rendered bytes above which waiting events are not folded into the same write.
@@ -317,11 +317,17 @@ impl App {
         let old = &self.config;
         let restart = [
             ("upstream", old.upstream_url != new.upstream_url),
-            ("upstream-ca", old.upstream_root_pem != new.upstream_root_pem),
+            (
+                "upstream-ca",
+                old.upstream_root_pem != new.upstream_root_pem,
+            ),
             ("token-file/tokens", old.accounts != new.accounts),
             ("state-dir/memory-only", old.state_dir != new.state_dir),
             ("park-ttl-secs", old.park_ttl != new.park_ttl),
-            ("conversation-ttl-mins", old.conversations != new.conversations),
+            (
+                "conversation-ttl-mins",
+                old.conversations != new.conversations,
+            ),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -1183,7 +1189,11 @@ fn client_key(headers: &HeaderMap) -> String {
         .get("x-api-key")
         .map(|v| v.as_bytes())
         .or_else(|| crate::client_auth::bearer(headers))
-        .or_else(|| headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()))
+        .or_else(|| {
+            headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes())
+        })
         .unwrap_or_default();
     hex::encode(&Sha256::digest(&raw)[..16])
 }

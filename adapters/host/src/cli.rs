@@ -380,7 +380,11 @@ pub struct GlobalArgs {
 impl LoginArgs {
     /// Fills the options of `login` that the configuration file sets and no flag or
     /// environment variable did (`auth-dir`, `upstream`, `upstream-ca`).
-    pub fn apply_file(&mut self, file: &crate::config::FileConfig, explicit: &crate::config::Explicit) {
+    pub fn apply_file(
+        &mut self,
+        file: &crate::config::FileConfig,
+        explicit: &crate::config::Explicit,
+    ) {
         if !explicit.contains("auth_dir")
             && let Some(dir) = &file.auth_dir
         {

@@ -272,29 +272,36 @@ fn remote_url(remote: &RemoteArgs, startup: &Startup) -> String {
     if let Some(u) = &remote.url {
         return u.trim_end_matches('/').to_owned();
     }
-    let host = startup
-        .file
-        .config
-        .host
-        .map_or_else(|| "127.0.0.1".to_owned(), |h| match h {
+    let host = startup.file.config.host.map_or_else(
+        || "127.0.0.1".to_owned(),
+        |h| match h {
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
             v4 => v4.to_string(),
-        });
-    let host = if host == "0.0.0.0" { "127.0.0.1".to_owned() } else { host };
+        },
+    );
+    let host = if host == "0.0.0.0" {
+        "127.0.0.1".to_owned()
+    } else {
+        host
+    };
     format!("http://{host}:{}", startup.file.config.port.unwrap_or(8317))
 }
 
-async fn status(remote: &RemoteArgs, startup: &Startup, platform: &dyn Platform) -> Result<(), String> {
+async fn status(
+    remote: &RemoteArgs,
+    startup: &Startup,
+    platform: &dyn Platform,
+) -> Result<(), String> {
     let url = remote_url(remote, startup);
     let secret = remote
         .management_secret
         .clone()
         .or_else(|| startup.file.config.management_secret.clone())
-        .ok_or("needs the running serve's management secret (--management-secret, \
-                CURSORPOOL_MANAGEMENT_SECRET or management-secret in the configuration)")?;
-    let up = platform
-        .upstream(&url, None)
-        .map_err(|e| e.to_string())?;
+        .ok_or(
+            "needs the running serve's management secret (--management-secret, \
+                CURSORPOOL_MANAGEMENT_SECRET or management-secret in the configuration)",
+        )?;
+    let up = platform.upstream(&url, None).map_err(|e| e.to_string())?;
     let mut h = HeaderMap::new();
     let mut v = http::HeaderValue::from_str(&format!("Bearer {secret}"))
         .map_err(|_| "the management secret is not a valid header value")?;
@@ -303,7 +310,13 @@ async fn status(remote: &RemoteArgs, startup: &Startup, platform: &dyn Platform)
     let (code, _, body) = upstream::timeout(
         platform,
         CALL_LIMIT,
-        up.unary(Method::GET, "/v0/management/accounts", &h, Bytes::new(), ANSWER_LIMIT),
+        up.unary(
+            Method::GET,
+            "/v0/management/accounts",
+            &h,
+            Bytes::new(),
+            ANSWER_LIMIT,
+        ),
     )
     .await
     .map_err(|e| format!("cannot reach a running serve at {url}: {e}"))?;
@@ -311,13 +324,22 @@ async fn status(remote: &RemoteArgs, startup: &Startup, platform: &dyn Platform)
     if code != 200 {
         return Err(format!(
             "{url} answered {code}: {}",
-            v["error"].as_str().unwrap_or("no management API (is management-secret set?)")
+            v["error"]
+                .as_str()
+                .unwrap_or("no management API (is management-secret set?)")
         ));
     }
-    let mut rows = vec![[
-        "NAME", "STATE", "COOLDOWN", "REQUESTS", "TOKENS IN/OUT", "LAST ERROR",
-    ]
-    .map(str::to_owned)];
+    let mut rows = vec![
+        [
+            "NAME",
+            "STATE",
+            "COOLDOWN",
+            "REQUESTS",
+            "TOKENS IN/OUT",
+            "LAST ERROR",
+        ]
+        .map(str::to_owned),
+    ];
     for a in v["accounts"].as_array().into_iter().flatten() {
         let cooldowns: Vec<String> = a["cooldowns"]
             .as_array()
@@ -334,7 +356,11 @@ async fn status(remote: &RemoteArgs, startup: &Startup, platform: &dyn Platform)
             .collect();
         let t = &a["usage"]["total"];
         rows.push([
-            a["label"].as_str().or(a["key"].as_str()).unwrap_or("?").to_owned(),
+            a["label"]
+                .as_str()
+                .or(a["key"].as_str())
+                .unwrap_or("?")
+                .to_owned(),
             a["state"].as_str().unwrap_or("?").to_owned(),
             if cooldowns.is_empty() {
                 "-".to_owned()
@@ -408,11 +434,10 @@ pub async fn check(
     };
     say(&format!(
         "configuration: ok ({}); listening on {}; upstream {}; auth dir {}",
-        startup
-            .file
-            .path
-            .as_ref()
-            .map_or_else(|| "no file, defaults".to_owned(), |p| p.display().to_string()),
+        startup.file.path.as_ref().map_or_else(
+            || "no file, defaults".to_owned(),
+            |p| p.display().to_string()
+        ),
         args.listen,
         config.upstream_url,
         dir.path().display()
@@ -536,10 +561,7 @@ pub async fn models(
     for m in listed {
         rows.push([m.clone(), config.models.resolve(m).to_owned()]);
     }
-    rows.push([
-        "(any other)".to_owned(),
-        config.models.default.clone(),
-    ]);
+    rows.push(["(any other)".to_owned(), config.models.default.clone()]);
     say(&format!(
         "Models clients can ask for (GET /v1/models lists the first column):\n{}",
         table(&rows)
@@ -552,7 +574,9 @@ pub async fn models(
         say("Cursor's models: no account to ask (log in first, or use --offline)");
         return ExitCode::SUCCESS;
     };
-    progress(&format!("asking Cursor for its models with account {name} ...\n"));
+    progress(&format!(
+        "asking Cursor for its models with account {name} ...\n"
+    ));
     let up = match platform.upstream(&config.upstream_url, config.upstream_root_pem.as_deref()) {
         Ok(u) => u,
         Err(e) => {

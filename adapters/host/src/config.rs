@@ -221,9 +221,21 @@ impl FileConfig {
             args.listen = SocketAddr::new(host, port);
         }
         fill!("upstream", upstream, self.upstream.clone());
-        fill!("upstream_ca", upstream_ca, self.upstream_ca.as_deref().map(expand).map(Some));
-        fill!("auth_dir", auth_dir, self.auth_dir.as_deref().map(expand).map(Some));
-        fill!("token_file", token_file, self.token_file.as_deref().map(expand).map(Some));
+        fill!(
+            "upstream_ca",
+            upstream_ca,
+            self.upstream_ca.as_deref().map(expand).map(Some)
+        );
+        fill!(
+            "auth_dir",
+            auth_dir,
+            self.auth_dir.as_deref().map(expand).map(Some)
+        );
+        fill!(
+            "token_file",
+            token_file,
+            self.token_file.as_deref().map(expand).map(Some)
+        );
         if !keep("state_dir") && !keep("memory_only") {
             if let Some(dir) = &self.state_dir {
                 args.state_dir = Some(expand(dir));
@@ -287,7 +299,10 @@ impl Explicit {
             for id in cur.ids() {
                 if matches!(
                     cur.value_source(id.as_str()),
-                    Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+                    Some(
+                        clap::parser::ValueSource::CommandLine
+                            | clap::parser::ValueSource::EnvVariable
+                    )
                 ) {
                     set.insert(id.as_str().to_owned());
                 }

@@ -127,69 +127,197 @@ impl Metrics {
     pub fn render(&self, app: &App) -> String {
         let mut out = String::with_capacity(4096);
         let o = &mut out;
-        family(o, "cursorpool_requests_total", "counter", "Client requests by API and status.");
+        family(
+            o,
+            "cursorpool_requests_total",
+            "counter",
+            "Client requests by API and status.",
+        );
         for ((api, status), n) in lock(&self.requests).iter() {
-            let _ = writeln!(o, "cursorpool_requests_total{{api=\"{api}\",status=\"{status}\"}} {n}");
+            let _ = writeln!(
+                o,
+                "cursorpool_requests_total{{api=\"{api}\",status=\"{status}\"}} {n}"
+            );
         }
-        family(o, "cursorpool_request_errors_total", "counter", "Client requests that ended in an error, by kind.");
+        family(
+            o,
+            "cursorpool_request_errors_total",
+            "counter",
+            "Client requests that ended in an error, by kind.",
+        );
         for (kind, n) in lock(&self.request_errors).iter() {
             let _ = writeln!(o, "cursorpool_request_errors_total{{kind=\"{kind}\"}} {n}");
         }
-        family(o, "cursorpool_upstream_failures_total", "counter", "Failed upstream attempts (including those retried on another account), by kind.");
+        family(
+            o,
+            "cursorpool_upstream_failures_total",
+            "counter",
+            "Failed upstream attempts (including those retried on another account), by kind.",
+        );
         for (kind, n) in lock(&self.upstream_failures).iter() {
-            let _ = writeln!(o, "cursorpool_upstream_failures_total{{kind=\"{kind}\"}} {n}");
+            let _ = writeln!(
+                o,
+                "cursorpool_upstream_failures_total{{kind=\"{kind}\"}} {n}"
+            );
         }
-        family(o, "cursorpool_request_duration_seconds", "histogram", "Time from a request to the end of its answer.");
+        family(
+            o,
+            "cursorpool_request_duration_seconds",
+            "histogram",
+            "Time from a request to the end of its answer.",
+        );
         for (bound, n) in BUCKETS.iter().zip(&self.duration_buckets) {
-            let _ = writeln!(o, "cursorpool_request_duration_seconds_bucket{{le=\"{bound}\"}} {}", n.load(Ordering::Relaxed));
+            let _ = writeln!(
+                o,
+                "cursorpool_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
         }
         let count = self.duration_count.load(Ordering::Relaxed);
         let sum = self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(o, "cursorpool_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            o,
+            "cursorpool_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let _ = writeln!(o, "cursorpool_request_duration_seconds_sum {sum}");
         let _ = writeln!(o, "cursorpool_request_duration_seconds_count {count}");
-        family(o, "cursorpool_tokens_total", "counter", "Tokens billed, by direction.");
-        let _ = writeln!(o, "cursorpool_tokens_total{{direction=\"input\"}} {}", self.input_tokens.load(Ordering::Relaxed));
-        let _ = writeln!(o, "cursorpool_tokens_total{{direction=\"output\"}} {}", self.output_tokens.load(Ordering::Relaxed));
+        family(
+            o,
+            "cursorpool_tokens_total",
+            "counter",
+            "Tokens billed, by direction.",
+        );
+        let _ = writeln!(
+            o,
+            "cursorpool_tokens_total{{direction=\"input\"}} {}",
+            self.input_tokens.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "cursorpool_tokens_total{{direction=\"output\"}} {}",
+            self.output_tokens.load(Ordering::Relaxed)
+        );
 
         let status = app.pool_status();
-        family(o, "cursorpool_account_state", "gauge", "1 for each account's current state.");
+        family(
+            o,
+            "cursorpool_account_state",
+            "gauge",
+            "1 for each account's current state.",
+        );
         for a in &status.accounts {
             let label = escape(a.label.as_deref().unwrap_or(&a.key));
-            for state in [AccountState::Ready, AccountState::Cooling, AccountState::Disabled, AccountState::NeedsRefresh] {
+            for state in [
+                AccountState::Ready,
+                AccountState::Cooling,
+                AccountState::Disabled,
+                AccountState::NeedsRefresh,
+            ] {
                 let v = u8::from(a.state == state);
-                let _ = writeln!(o, "cursorpool_account_state{{account=\"{label}\",state=\"{}\"}} {v}", state_name(state));
+                let _ = writeln!(
+                    o,
+                    "cursorpool_account_state{{account=\"{label}\",state=\"{}\"}} {v}",
+                    state_name(state)
+                );
             }
         }
-        family(o, "cursorpool_account_cooldown_seconds", "gauge", "Seconds left of each rest in progress (model \"\": the whole account).");
+        family(
+            o,
+            "cursorpool_account_cooldown_seconds",
+            "gauge",
+            "Seconds left of each rest in progress (model \"\": the whole account).",
+        );
         for a in &status.accounts {
             let label = escape(a.label.as_deref().unwrap_or(&a.key));
             for c in &a.cooldowns {
                 let model = escape(c.model.as_deref().unwrap_or(""));
-                let _ = writeln!(o, "cursorpool_account_cooldown_seconds{{account=\"{label}\",model=\"{model}\"}} {}", c.remaining_secs);
+                let _ = writeln!(
+                    o,
+                    "cursorpool_account_cooldown_seconds{{account=\"{label}\",model=\"{model}\"}} {}",
+                    c.remaining_secs
+                );
             }
         }
-        family(o, "cursorpool_account_requests_total", "counter", "Requests served by each account.");
+        family(
+            o,
+            "cursorpool_account_requests_total",
+            "counter",
+            "Requests served by each account.",
+        );
         for a in &status.accounts {
             let label = escape(a.label.as_deref().unwrap_or(&a.key));
-            let _ = writeln!(o, "cursorpool_account_requests_total{{account=\"{label}\"}} {}", a.usage.total.requests);
+            let _ = writeln!(
+                o,
+                "cursorpool_account_requests_total{{account=\"{label}\"}} {}",
+                a.usage.total.requests
+            );
         }
-        family(o, "cursorpool_account_errors_total", "counter", "Upstream failures of each account.");
+        family(
+            o,
+            "cursorpool_account_errors_total",
+            "counter",
+            "Upstream failures of each account.",
+        );
         for a in &status.accounts {
             let label = escape(a.label.as_deref().unwrap_or(&a.key));
-            let _ = writeln!(o, "cursorpool_account_errors_total{{account=\"{label}\"}} {}", a.usage.total.error_count());
+            let _ = writeln!(
+                o,
+                "cursorpool_account_errors_total{{account=\"{label}\"}} {}",
+                a.usage.total.error_count()
+            );
         }
-        family(o, "cursorpool_parked_conversations", "gauge", "Tool calls waiting for their results (upstream runs held open).");
+        family(
+            o,
+            "cursorpool_parked_conversations",
+            "gauge",
+            "Tool calls waiting for their results (upstream runs held open).",
+        );
         let _ = writeln!(o, "cursorpool_parked_conversations {}", app.parked_len());
-        family(o, "cursorpool_stored_conversations", "gauge", "Conversations with a stored checkpoint.");
-        let _ = writeln!(o, "cursorpool_stored_conversations {}", app.conversations_len());
-        family(o, "cursorpool_upstream_connections_total", "counter", "Upstream connections made (TCP + TLS + protocol handshake).");
-        let _ = writeln!(o, "cursorpool_upstream_connections_total {}", app.upstream_connects());
-        family(o, "cursorpool_upstream_runs_total", "counter", "Upstream runs started.");
+        family(
+            o,
+            "cursorpool_stored_conversations",
+            "gauge",
+            "Conversations with a stored checkpoint.",
+        );
+        let _ = writeln!(
+            o,
+            "cursorpool_stored_conversations {}",
+            app.conversations_len()
+        );
+        family(
+            o,
+            "cursorpool_upstream_connections_total",
+            "counter",
+            "Upstream connections made (TCP + TLS + protocol handshake).",
+        );
+        let _ = writeln!(
+            o,
+            "cursorpool_upstream_connections_total {}",
+            app.upstream_connects()
+        );
+        family(
+            o,
+            "cursorpool_upstream_runs_total",
+            "counter",
+            "Upstream runs started.",
+        );
         let _ = writeln!(o, "cursorpool_upstream_runs_total {}", app.runs_started());
-        family(o, "cursorpool_config_reloads_total", "counter", "Configuration reloads, by result.");
-        let _ = writeln!(o, "cursorpool_config_reloads_total{{result=\"ok\"}} {}", self.reloads.load(Ordering::Relaxed));
-        let _ = writeln!(o, "cursorpool_config_reloads_total{{result=\"error\"}} {}", self.reload_failures.load(Ordering::Relaxed));
+        family(
+            o,
+            "cursorpool_config_reloads_total",
+            "counter",
+            "Configuration reloads, by result.",
+        );
+        let _ = writeln!(
+            o,
+            "cursorpool_config_reloads_total{{result=\"ok\"}} {}",
+            self.reloads.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "cursorpool_config_reloads_total{{result=\"error\"}} {}",
+            self.reload_failures.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -231,8 +359,20 @@ mod tests {
     #[test]
     fn histogram_buckets_are_cumulative() {
         let m = Metrics::default();
-        m.request("anthropic", 200, Duration::from_millis(70), Some((10, 5)), None);
-        m.request("openai", 429, Duration::from_secs(3), None, Some("quota_exhausted"));
+        m.request(
+            "anthropic",
+            200,
+            Duration::from_millis(70),
+            Some((10, 5)),
+            None,
+        );
+        m.request(
+            "openai",
+            429,
+            Duration::from_secs(3),
+            None,
+            Some("quota_exhausted"),
+        );
         let counts: Vec<u64> = m
             .duration_buckets
             .iter()

@@ -160,11 +160,10 @@ impl Reloader {
             }
         }
         *lock(&self.seen) = file_stamp(&startup.watched_path());
-        let file = startup
-            .file
-            .path
-            .as_ref()
-            .map_or_else(|| "defaults (no file)".to_owned(), |p| p.display().to_string());
+        let file = startup.file.path.as_ref().map_or_else(
+            || "defaults (no file)".to_owned(),
+            |p| p.display().to_string(),
+        );
         *lock(&self.startup) = startup;
         app.metrics().reload(true);
         tracing::info!(trigger, file, "configuration reloaded");

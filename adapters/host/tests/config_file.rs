@@ -135,7 +135,10 @@ fn errors_name_the_key_at_fault() {
         let e = config::parse(text).expect_err(text);
         assert!(e.contains(key), "{text:?}: {e:?} names {key}");
     }
-    assert_eq!(config::parse("# only comments\n"), Ok(FileConfig::default()));
+    assert_eq!(
+        config::parse("# only comments\n"),
+        Ok(FileConfig::default())
+    );
     assert_eq!(config::parse(""), Ok(FileConfig::default()));
 }
 
@@ -143,7 +146,10 @@ fn errors_name_the_key_at_fault() {
 fn a_missing_explicit_file_is_an_error_and_a_missing_default_file_is_not() {
     let missing = std::env::temp_dir().join("cursorpool-no-such-config.yaml");
     let e = config::load(Some(&missing)).expect_err("explicit file must exist");
-    assert!(e.to_string().contains("cursorpool-no-such-config.yaml"), "{e}");
+    assert!(
+        e.to_string().contains("cursorpool-no-such-config.yaml"),
+        "{e}"
+    );
 }
 
 #[test]
