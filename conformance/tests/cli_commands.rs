@@ -32,14 +32,13 @@ async fn run(config: &Path, args: &[&str]) -> Output {
         cmd.env_remove(var);
     }
     let label = args.join(" ");
-    let out = tokio::time::timeout(
+    tokio::time::timeout(
         support::PROCESS_LIMIT,
         tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs")),
     )
     .await
     .unwrap_or_else(|_| panic!("`{label}` did not finish"))
-    .expect("the runner does not panic");
-    out
+    .expect("the runner does not panic")
 }
 
 fn text(out: &Output) -> (String, String) {

@@ -174,7 +174,7 @@ async fn a_reload_swaps_api_keys_without_cutting_a_stream_in_flight() {
         std::fs::write(&config, "api-keys: [x]\nprot: 1\n").expect("broken config");
         proxy.signal("HUP");
         let at = proxy.wait_for_log("configuration not reloaded", at).await;
-        let at = proxy.wait_for_log("unknown field `prot`", at).await;
+        proxy.wait_for_log("unknown field `prot`", at).await;
         assert_eq!(status_with_key(addr, "newest-key").await, 200);
         assert_eq!(status_with_key(addr, "x").await, 401);
 

@@ -125,7 +125,7 @@ pub(crate) async fn handle(
     parts: Parts,
     body: Result<Bytes, BodyError>,
 ) -> HttpResponse {
-    if let Err(resp) = authorize(&app, &parts) {
+    if let Some(resp) = refusal(&app, &parts) {
         return resp;
     }
     let path = parts.uri.path();
@@ -153,12 +153,12 @@ pub(crate) async fn handle(
     }
 }
 
-/// Checks the management secret on `parts` (constant time, throttled): `Err` is the answer to
+/// Checks the management secret on `parts` (constant time, throttled): `Some` is the answer to
 /// send instead (404 when no secret is configured, 401, or 429 while throttled). Shared by the
 /// management API, `/metrics` and the status page's data.
-pub(crate) fn authorize(app: &App, parts: &Parts) -> Result<(), HttpResponse> {
+pub(crate) fn refusal(app: &App, parts: &Parts) -> Option<HttpResponse> {
     let Some(secret) = app.live().management_secret.clone() else {
-        return Err(error(StatusCode::NOT_FOUND, "not found"));
+        return Some(error(StatusCode::NOT_FOUND, "not found"));
     };
     let now = Instant::now();
     let mut throttle = lock(&app.management().throttle);
@@ -170,7 +170,7 @@ pub(crate) fn authorize(app: &App, parts: &Parts) -> Result<(), HttpResponse> {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         resp.headers_mut()
             .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-        return Err(resp);
+        return Some(resp);
     }
     let presented = parts
         .headers
@@ -181,12 +181,12 @@ pub(crate) fn authorize(app: &App, parts: &Parts) -> Result<(), HttpResponse> {
     if !constant_time_eq(secret.as_bytes(), presented) {
         throttle.fail(now);
         tracing::warn!("management API: wrong or missing secret");
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "wrong or missing management secret",
         ));
     }
-    Ok(())
+    None
 }
 
 fn usage(app: &App) -> HttpResponse {

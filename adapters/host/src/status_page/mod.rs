@@ -37,7 +37,7 @@ pub(crate) fn handle(app: &App, parts: &Parts) -> Option<HttpResponse> {
         }),
         "/metrics" => {
             if app.live().management_secret.is_some()
-                && let Err(resp) = crate::management::authorize(app, parts)
+                && let Some(resp) = crate::management::refusal(app, parts)
             {
                 return Some(resp);
             }
