@@ -47,6 +47,19 @@ pub fn platform() -> std::sync::Arc<dyn cursorpool_host::upstream::Platform> {
     }
 }
 
+/// A fresh, empty directory under the system temp dir, named for the test and the binary under
+/// test (the caller removes it when done).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "cursorpool-{name}-{}-{}",
+        Target::current().binary(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    dir
+}
+
 /// Runs `fut` under [`TEST_LIMIT`]: a hung proxy fails the test instead of hanging CI.
 pub async fn bounded<T>(fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(TEST_LIMIT, fut).await {
@@ -108,6 +121,24 @@ impl Options {
                 .iter()
                 .map(|l| ((*l).to_owned(), Quota::default()))
                 .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Two sim accounts in this order: `spent` (no quota left: its first run fails with a
+    /// quota error and it rests) and `fresh` (unlimited), which takes over.
+    pub fn spent_then_fresh() -> Self {
+        Self {
+            accounts: vec![
+                (
+                    "spent".to_owned(),
+                    Quota {
+                        requests: Some(0),
+                        tokens: None,
+                    },
+                ),
+                ("fresh".to_owned(), Quota::default()),
+            ],
             ..Self::default()
         }
     }

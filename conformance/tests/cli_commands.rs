@@ -6,7 +6,7 @@
 
 use cursorpool_conformance as support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -48,17 +48,6 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cursorpool-cli-{name}-{}-{}",
-        support::Target::current().binary(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
 async fn accounts_check_and_models_work_on_the_configured_auth_dir() {
     bounded(async {
         let sim = spawn(ServerConfig::new(SimConfig {
@@ -74,7 +63,7 @@ async fn accounts_check_and_models_work_on_the_configured_auth_dir() {
         }))
         .await
         .expect("the sim starts");
-        let dir = temp_dir("accounts");
+        let dir = support::temp_dir("cli-accounts");
         let port = free_port();
         let config = dir.join("config.yaml");
         std::fs::write(
@@ -188,7 +177,7 @@ async fn accounts_check_and_models_work_on_the_configured_auth_dir() {
 
 async fn completions_and_help_cover_every_subcommand() {
     bounded(async {
-        let dir = temp_dir("help");
+        let dir = support::temp_dir("cli-help");
         let config = dir.join("config.yaml");
         std::fs::write(&config, "# defaults\n").expect("config");
         let binary = support::Target::current().binary();

@@ -5,7 +5,7 @@
 
 use cursorpool_conformance as support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,17 +13,6 @@ use cursorpool_sim::model::{AccountConfig, Fault, FaultRule, FaultRuns, Quota, S
 use cursorpool_sim::server::{ServerConfig, SimHandle, spawn};
 use support::{Client, Process, anthropic_text_request, bounded, free_port};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cursorpool-config-{name}-{}-{}",
-        support::Target::current().binary(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
 
 /// A sim whose runs trickle (one message every 100 ms): a long answer streams for seconds.
 async fn slow_sim() -> SimHandle {
@@ -109,7 +98,7 @@ async fn read_until(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, needl
 async fn a_reload_swaps_api_keys_without_cutting_a_stream_in_flight() {
     bounded(async {
         let sim = slow_sim().await;
-        let dir = temp_dir("reload");
+        let dir = support::temp_dir("config-reload");
         let token = sim.access_token("main").expect("token");
         std::fs::write(dir.join("tokens"), format!("main={token}\n")).expect("token file");
         let config = dir.join("config.yaml");
@@ -201,7 +190,7 @@ async fn a_reload_swaps_api_keys_without_cutting_a_stream_in_flight() {
 
 async fn an_invalid_config_is_refused_with_exit_code_2_naming_the_key() {
     bounded(async {
-        let dir = temp_dir("invalid");
+        let dir = support::temp_dir("config-invalid");
         let config = dir.join("config.yaml");
         for (text, key) in [
             ("port: 8317\nroutng:\n  strategy: fill-first\n", "routng"),

@@ -7,7 +7,6 @@ use cursorpool_conformance as support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cursorpool_sim::model::Quota;
 use cursorpool_tokio::app::AppConfig;
 use serde_json::json;
 use support::{Client, Harness, Options, anthropic_text_request, bounded};
@@ -41,18 +40,8 @@ async fn metrics(h: &Harness, secret: Option<&str>) -> support::Response {
 async fn metrics_count_requests_failures_cooldowns_and_parked_calls() {
     bounded(async {
         let h = Harness::start(Options {
-            accounts: vec![
-                (
-                    "spent".to_owned(),
-                    Quota {
-                        requests: Some(0),
-                        tokens: None,
-                    },
-                ),
-                ("fresh".to_owned(), Quota::default()),
-            ],
             configure: Some(with_secret),
-            ..Options::default()
+            ..Options::spent_then_fresh()
         })
         .await;
         assert_eq!(metrics(&h, None).await.status, 401);

@@ -111,12 +111,7 @@ async fn the_readme_quick_start_works_with_the_official_clients() {
         }))
         .await
         .expect("the sim starts");
-        let home = std::env::temp_dir().join(format!(
-            "cursorpool-readme-{}-{}",
-            support::Target::current().binary(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&home);
+        let home = support::temp_dir("readme-home");
         let port = free_port().to_string();
         let config_path = home.join(
             qs.config_path

@@ -21,12 +21,7 @@ async fn one_json_line_per_request_without_prompt_key_or_token() {
             .await
             .expect("the sim starts");
         let token = sim.access_token("default").expect("token");
-        let dir = std::env::temp_dir().join(format!(
-            "cursorpool-request-log-{}-{}",
-            support::Target::current().binary(),
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = support::temp_dir("request-log");
         std::fs::write(dir.join("config.yaml"), "log-format: json\n").expect("config");
         let port = free_port();
         let mut cmd = Command::new(support::binary_path());

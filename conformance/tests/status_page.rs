@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cursorpool_core::conductor::login::PollSchedule;
-use cursorpool_sim::model::Quota;
 use cursorpool_tokio::app::AppConfig;
 use cursorpool_tokio::persist::AuthDir;
 use support::{Harness, Options, anthropic_text_request, bounded};
@@ -28,14 +27,6 @@ fn with_secret(c: &mut AppConfig) {
         PollSchedule::custom(Duration::from_millis(50), Duration::from_millis(200), 600);
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "cursorpool-status-{name}-{}-{}",
-        support::Target::current().binary(),
-        std::process::id()
-    ))
-}
-
 async fn the_status_page_shows_accounts_cooldowns_and_starts_a_login_in_a_browser() {
     let Some(browser) = support::browser("status_page") else {
         return;
@@ -43,21 +34,11 @@ async fn the_status_page_shows_accounts_cooldowns_and_starts_a_login_in_a_browse
     bounded(async {
         // "spent" is asked first (round-robin, insertion order) and has no quota left.
         let h = Harness::start(Options {
-            accounts: vec![
-                (
-                    "spent".to_owned(),
-                    Quota {
-                        requests: Some(0),
-                        tokens: None,
-                    },
-                ),
-                ("fresh".to_owned(), Quota::default()),
-            ],
             configure: Some(with_secret),
-            ..Options::default()
+            ..Options::spent_then_fresh()
         })
         .await;
-        let auth = temp_dir("auth");
+        let auth = support::temp_dir("status-auth");
         assert!(h.app.set_auth_dir(AuthDir::new(&auth)));
         let r = h
             .anthropic(&anthropic_text_request("moves to the fresh account", false))

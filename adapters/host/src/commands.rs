@@ -16,7 +16,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cursorpool_core::catalogue::{CursorModel, parse_usable_models, usable_models_request};
@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::cli::ServeArgs;
 use crate::config::expand;
+use crate::login::{say, unix_now};
 use crate::persist::AuthDir;
 use crate::reload::Startup;
 use crate::upstream::{self, Platform, Upstream};
@@ -622,24 +623,11 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out.trim_end().to_owned()
 }
 
-/// One line for the user on stdout.
-fn say(line: &str) {
-    let mut out = io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
 /// Progress on stderr, without a newline.
 fn progress(text: &str) {
     let mut err = io::stderr().lock();
     let _ = write!(err, "{text}");
     let _ = err.flush();
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -141,6 +141,41 @@ impl Serving {
     }
 }
 
+/// `serve` from start to exit code (the configuration and log control as
+/// [`crate::commands::startup`] made them), around the adapter's runtime pieces: [`start`], then
+/// `on_sighup` gets the reloader (to call on SIGHUP), `bind` opens the listener, `serve` serves
+/// until the shutdown signal, and [`Serving::finish`] saves what must survive.
+pub async fn run<L>(
+    (startup, log): (Startup, LogControl),
+    args: &ServeArgs,
+    platform: Arc<dyn Platform>,
+    binary: &str,
+    on_sighup: impl FnOnce(Arc<Reloader>),
+    bind: impl AsyncFnOnce(SocketAddr) -> std::io::Result<L>,
+    serve: impl AsyncFnOnce(L, Arc<App>),
+) -> ExitCode {
+    let serving = match start(startup, args, log, platform, binary).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{binary}: {}", e.message);
+            return ExitCode::from(e.code);
+        }
+    };
+    if let Some(reloader) = serving.reloader.clone() {
+        on_sighup(reloader);
+    }
+    let listener = match bind(serving.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{binary}: cannot listen on {}: {e}", serving.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("{binary} listening on http://{}", serving.listen);
+    serve(listener, serving.app.clone()).await;
+    serving.finish(binary).await
+}
+
 /// Closes parked runs and stored conversations past their TTL every [`SWEEP_INTERVAL`] until
 /// the guard is dropped.
 pub fn sweeper(app: &Arc<App>) -> Background {

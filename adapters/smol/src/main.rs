@@ -33,26 +33,16 @@ fn main() -> ExitCode {
                 Ok(code) => return code,
                 Err(args) => args,
             };
-        let serving = match serve::start(startup, &args, log, platform, BINARY).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("{BINARY}: {}", e.message);
-                return ExitCode::from(e.code);
-            }
-        };
-        if let Some(reloader) = serving.reloader.clone() {
-            reload_on_sighup(reloader);
-        }
-        let listener = match smol::net::TcpListener::bind(serving.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("{BINARY}: cannot listen on {}: {e}", serving.listen);
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!("{BINARY} listening on http://{}", serving.listen);
-        server::serve(listener, serving.app.clone(), shutdown_signal()).await;
-        serving.finish(BINARY).await
+        serve::run(
+            (startup, log),
+            &args,
+            platform,
+            BINARY,
+            reload_on_sighup,
+            async |addr| smol::net::TcpListener::bind(addr).await,
+            async |listener, app| server::serve(listener, app, shutdown_signal()).await,
+        )
+        .await
     })
 }
 
