@@ -273,17 +273,13 @@ fn remote_url(remote: &RemoteArgs, startup: &Startup) -> String {
     if let Some(u) = &remote.url {
         return u.trim_end_matches('/').to_owned();
     }
-    let host = startup.file.config.host.map_or_else(
-        || "127.0.0.1".to_owned(),
-        |h| match h {
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        },
-    );
-    let host = if host == "0.0.0.0" {
-        "127.0.0.1".to_owned()
-    } else {
-        host
+    // A serve listening on every address is reached on loopback.
+    let host = match startup.file.config.host {
+        None => "127.0.0.1".to_owned(),
+        Some(std::net::IpAddr::V4(v4)) if v4.is_unspecified() => "127.0.0.1".to_owned(),
+        Some(std::net::IpAddr::V6(v6)) if v6.is_unspecified() => "[::1]".to_owned(),
+        Some(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        Some(v4) => v4.to_string(),
     };
     format!("http://{host}:{}", startup.file.config.port.unwrap_or(8317))
 }

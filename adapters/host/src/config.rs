@@ -184,11 +184,11 @@ impl FileConfig {
         {
             return Err("api-keys: a key is empty".to_owned());
         }
-        for (name, path) in [
+        for (name, value) in [
             ("upstream", self.upstream.as_deref()),
             ("default-model", self.default_model.as_deref()),
         ] {
-            if path.is_some_and(|v| v.trim().is_empty()) {
+            if value.is_some_and(|v| v.trim().is_empty()) {
                 return Err(format!("{name}: must not be empty"));
             }
         }
