@@ -47,6 +47,19 @@ pub fn platform() -> std::sync::Arc<dyn cursorpool_host::upstream::Platform> {
     }
 }
 
+/// A fresh, empty directory under the system temp dir, named for the test and the binary under
+/// test (the caller removes it when done).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "cursorpool-{name}-{}-{}",
+        Target::current().binary(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    dir
+}
+
 /// Runs `fut` under [`TEST_LIMIT`]: a hung proxy fails the test instead of hanging CI.
 pub async fn bounded<T>(fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(TEST_LIMIT, fut).await {
@@ -108,6 +121,24 @@ impl Options {
                 .iter()
                 .map(|l| ((*l).to_owned(), Quota::default()))
                 .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Two sim accounts in this order: `spent` (no quota left: its first run fails with a
+    /// quota error and it rests) and `fresh` (unlimited), which takes over.
+    pub fn spent_then_fresh() -> Self {
+        Self {
+            accounts: vec![
+                (
+                    "spent".to_owned(),
+                    Quota {
+                        requests: Some(0),
+                        tokens: None,
+                    },
+                ),
+                ("fresh".to_owned(), Quota::default()),
+            ],
             ..Self::default()
         }
     }
@@ -709,30 +740,34 @@ pub fn sdk_python(test: &str) -> Option<PathBuf> {
 /// Runs `e2e/<script> <scenario>` against the proxy and returns the JSON object the script
 /// printed last on stdout. Panics (with the script's stderr) when it fails or times out.
 pub async fn run_sdk(python: &Path, h: &Harness, script: &str, scenario: &str) -> Value {
-    let python = python.to_path_buf();
-    let script_path = e2e_dir().join(script);
     let base = h.base_url();
-    let scenario = scenario.to_owned();
-    let label = format!("{script} {scenario}");
+    let mut cmd = Command::new(python);
+    cmd.arg(e2e_dir().join(script))
+        .arg(scenario)
+        .env("ANTHROPIC_BASE_URL", &base)
+        .env("ANTHROPIC_API_KEY", CLIENT_KEY)
+        .env("OPENAI_BASE_URL", format!("{base}/v1"))
+        .env("OPENAI_API_KEY", CLIENT_KEY)
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("ALL_PROXY")
+        .env("NO_PROXY", "127.0.0.1,localhost");
+    run_json(cmd, &format!("{script} {scenario}"), SCRIPT_LIMIT).await
+}
+
+/// Runs `cmd` (stdin closed, both pipes drained) under `limit` and returns the JSON object it
+/// printed last on stdout. Panics, with its output, when it fails, times out or prints none.
+pub async fn run_json(mut cmd: Command, label: &str, limit: Duration) -> Value {
+    let label = label.to_owned();
     let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(&python)
-            .arg(&script_path)
-            .arg(&scenario)
-            .env("ANTHROPIC_BASE_URL", &base)
-            .env("ANTHROPIC_API_KEY", CLIENT_KEY)
-            .env("OPENAI_BASE_URL", format!("{base}/v1"))
-            .env("OPENAI_API_KEY", CLIENT_KEY)
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("ALL_PROXY")
-            .env("NO_PROXY", "127.0.0.1,localhost")
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start python");
+            .expect("start the script");
         // Drain both pipes on their own threads so a chatty script never blocks on a full pipe.
         let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
             std::thread::spawn(move || {
@@ -745,9 +780,9 @@ pub async fn run_sdk(python: &Path, h: &Harness, script: &str, scenario: &str) -
         };
         let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
         let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-        let deadline = Instant::now() + SCRIPT_LIMIT;
+        let deadline = Instant::now() + limit;
         let status = loop {
-            match child.try_wait().expect("wait for python") {
+            match child.try_wait().expect("wait for the script") {
                 Some(status) => break Some(status),
                 None if Instant::now() >= deadline => {
                     let _ = child.kill();
@@ -767,7 +802,7 @@ pub async fn run_sdk(python: &Path, h: &Harness, script: &str, scenario: &str) -
     let stdout = String::from_utf8_lossy(&stdout);
     let stderr = String::from_utf8_lossy(&stderr);
     let Some(status) = status else {
-        panic!("{label} timed out after {SCRIPT_LIMIT:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        panic!("{label} timed out after {limit:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
     };
     assert!(
         status.success(),
@@ -778,6 +813,66 @@ pub async fn run_sdk(python: &Path, h: &Harness, script: &str, scenario: &str) -
         Some(v) => v,
         None => panic!("{label} printed no JSON result\nstdout:\n{stdout}\nstderr:\n{stderr}"),
     }
+}
+
+// ---- a real browser (Debian's chromium, driven by playwright-core) ----
+
+/// What drives the browser tests: `node`, the script directory (with playwright-core
+/// installed) and the Chromium executable.
+#[derive(Debug, Clone)]
+pub struct Browser {
+    /// The Node.js executable.
+    pub node: PathBuf,
+    /// `e2e/browser`.
+    pub dir: PathBuf,
+    /// The Chromium executable.
+    pub chromium: PathBuf,
+}
+
+/// The browser tools, or `None` (with a loud SKIPPED line) when they are not installed. With
+/// `CURSORPOOL_REQUIRE_BROWSER=1` (CI) a missing piece fails the test instead.
+pub fn browser(test: &str) -> Option<Browser> {
+    let dir = e2e_dir().join("browser");
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let node = PathBuf::from("node");
+    let node_ok = Command::new(&node)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let missing: Vec<&str> = [
+        (!chromium.exists()).then_some("chromium (apt-get install chromium)"),
+        (!node_ok).then_some("node"),
+        (!dir
+            .join("node_modules/playwright-core/package.json")
+            .exists())
+        .then_some("playwright-core (npm ci --prefix e2e/browser)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if missing.is_empty() {
+        return Some(Browser {
+            node,
+            dir,
+            chromium,
+        });
+    }
+    let how = format!(
+        "missing: {}; `bash .ci/browser-setup` installs them",
+        missing.join(", ")
+    );
+    if std::env::var("CURSORPOOL_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+        panic!("{test}: the browser test's tools are not installed ({how})");
+    }
+    eprintln!(
+        "\n*** SKIPPED {test}: the browser test's tools are not installed ({how}; \
+         CURSORPOOL_REQUIRE_BROWSER=1 makes this a failure)\n"
+    );
+    None
 }
 
 /// The executable of the binary under test, next to the test executables

@@ -8,8 +8,10 @@
 #![allow(missing_docs)]
 
 mod harness;
+mod process;
 
 pub use harness::*;
+pub use process::*;
 
 /// Which binary's code serves the test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

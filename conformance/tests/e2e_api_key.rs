@@ -15,6 +15,7 @@ use bytes::Bytes;
 use clap::Parser as _;
 use cursorpool_core::conductor::{AccountRecord, Strategy};
 use cursorpool_host::auth_sync;
+use cursorpool_host::commands::Shared;
 use cursorpool_tokio::app::AppConfig;
 use cursorpool_tokio::cli::{Cli, Command as CliCommand};
 use cursorpool_tokio::persist::AuthDir;
@@ -279,7 +280,7 @@ fn the_routing_strategy_comes_from_the_command_line() {
                 .chain(args),
         )
         .expect("valid command line");
-        let CliCommand::Serve(serve) = cli.command else {
+        let CliCommand::Shared(Shared::Serve(serve)) = cli.command else {
             panic!("not serve");
         };
         serve.app_config().expect("config").pool.strategy

@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod bidi;
+pub mod catalogue;
 pub mod chat;
 pub mod classify;
 pub mod client;

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 use crate::body::{self, HttpResponse, ResponseBody};
 use crate::persist::AuthDir;
 use crate::relay::{Control, EVENT_DEPTH, EventReceiver, Outcome, Relay, RunCall};
+use crate::request_log::RequestLog;
 use crate::upstream::{Pairing, Platform, Upstream, UpstreamError};
 
 /// Rendered bytes above which waiting events are not folded into the same write.
@@ -79,6 +80,8 @@ pub struct AppConfig {
     pub api_keys: Vec<String>,
     /// The management API's secret (`None`: `/v0/management` is off, 404).
     pub management_secret: Option<String>,
+    /// Accounts tried for one request before the client gets the failure.
+    pub request_retry: u32,
     /// The site a management-API login sends the user to.
     pub login_site: String,
     /// Poll delays of a management-API login.
@@ -129,12 +132,19 @@ struct ParkHandle {
     control: async_channel::Sender<Control>,
     /// The conversation the parked run belongs to (a new request in it abandons the run).
     conversation: ConversationKey,
+    /// The account the run is on (for the request log).
+    account: String,
 }
 
 /// Shared state of the running proxy.
 #[derive(Debug)]
 pub struct App {
+    /// The configuration the proxy started with (what a reload cannot change).
     config: AppConfig,
+    /// The configuration in force for what a reload changes (see [`App::reconfigure`]).
+    live: RwLock<Arc<AppConfig>>,
+    /// Counters for `/metrics` and the status page.
+    metrics: Arc<crate::metrics::Metrics>,
     /// The runtime adapter: spawning, timers, upstream connections.
     platform: Arc<dyn Platform>,
     /// The conductor's account pool (locked only between awaits).
@@ -258,6 +268,8 @@ impl App {
             auth_writes: Mutex::new(()),
             management: crate::management::Management::default(),
             platform,
+            live: RwLock::new(Arc::new(config.clone())),
+            metrics: Arc::default(),
             config,
         }))
     }
@@ -287,6 +299,44 @@ impl App {
         &self.config
     }
 
+    /// The configuration in force for what a reload can change (client keys, management
+    /// secret, models, routing, limits, turn timing).
+    pub fn live(&self) -> Arc<AppConfig> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The process's counters.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Puts `new` in force for every request that starts from now on (runs and streams in
+    /// flight keep what they started with). Returns the keys that differ but only take effect
+    /// after a restart.
+    pub fn reconfigure(&self, new: AppConfig) -> Vec<&'static str> {
+        let old = &self.config;
+        let restart = [
+            ("upstream", old.upstream_url != new.upstream_url),
+            (
+                "upstream-ca",
+                old.upstream_root_pem != new.upstream_root_pem,
+            ),
+            ("token-file/tokens", old.accounts != new.accounts),
+            ("state-dir/memory-only", old.state_dir != new.state_dir),
+            ("park-ttl-secs", old.park_ttl != new.park_ttl),
+            (
+                "conversation-ttl-mins",
+                old.conversations != new.conversations,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
+        self.with_pool(|p| p.set_strategy(new.pool.strategy));
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        restart
+    }
+
     /// The runtime adapter.
     pub fn platform(&self) -> &Arc<dyn Platform> {
         &self.platform
@@ -298,7 +348,7 @@ impl App {
         if crate::management::is_management(parts.uri.path()) {
             crate::management::BODY_LIMIT
         } else {
-            self.config.max_body_bytes
+            self.live().max_body_bytes
         }
     }
 
@@ -307,7 +357,7 @@ impl App {
         match e {
             BodyError::TooLarge => ApiError::new(
                 ErrorType::RequestTooLarge,
-                format!("request body exceeds {} bytes", self.config.max_body_bytes),
+                format!("request body exceeds {} bytes", self.live().max_body_bytes),
             ),
             BodyError::Unreadable(why) => ApiError::new(
                 ErrorType::InvalidRequest,
@@ -386,26 +436,52 @@ impl App {
         if crate::management::is_management(&path) {
             return crate::management::handle(self, parts, body).await;
         }
+        if let Some(resp) = crate::status_page::handle(&self, &parts) {
+            return resp;
+        }
+        let live = self.live();
+        let log_api = match path.as_str() {
+            "/v1/models" => models_api(&parts.headers),
+            _ => api,
+        };
+        let log = RequestLog::new(
+            self.metrics.clone(),
+            log_api,
+            &path,
+            client_fingerprint(&client_key(&parts.headers)),
+        );
+        let resp = self.route(api, &path, &live, parts, body, &log).await;
+        if let ResponseBody::Full(_) = resp.body() {
+            log.finish(resp.status().as_u16());
+        }
+        resp
+    }
+
+    async fn route(
+        self: Arc<Self>,
+        api: ApiKind,
+        path: &str,
+        live: &AppConfig,
+        parts: Parts,
+        body: Result<Bytes, BodyError>,
+        log: &RequestLog,
+    ) -> HttpResponse {
         if path.starts_with("/v1/")
-            && !crate::client_auth::authorized(&self.config.api_keys, &parts.headers)
+            && !crate::client_auth::authorized(&live.api_keys, &parts.headers)
         {
-            let api = match path.as_str() {
-                "/v1/models" if !parts.headers.contains_key("anthropic-version") => ApiKind::OpenAi,
+            let api = match path {
+                "/v1/models" => models_api(&parts.headers),
                 _ => api,
             };
             return error_response(api, &crate::client_auth::rejection());
         }
-        match (&parts.method, path.as_str()) {
+        match (&parts.method, path) {
             (&Method::HEAD | &Method::GET, "/") => plain(StatusCode::OK, "cursorpool\n"),
             (&Method::GET, "/v1/models") => {
-                let api = if parts.headers.contains_key("anthropic-version") {
-                    ApiKind::Anthropic
-                } else {
-                    ApiKind::OpenAi
-                };
+                let api = models_api(&parts.headers);
                 json(
                     StatusCode::OK,
-                    api::models::models_body(api, &self.config.listed_models, unix_now()),
+                    api::models::models_body(api, &live.listed_models, unix_now()),
                 )
             }
             (
@@ -430,7 +506,10 @@ impl App {
                     ApiKind::OpenAi => openai::parse_chat_request(&bytes, &parts.headers),
                 };
                 match parsed {
-                    Ok(chat) => self.chat(api, chat, &parts.headers).await,
+                    Ok(chat) => {
+                        log.set_request(&chat.model, chat.stream);
+                        self.chat(api, chat, &parts.headers, log).await
+                    }
                     Err(e) => error_response(api, &ApiError::from(&e)),
                 }
             }
@@ -447,6 +526,7 @@ impl App {
         api: ApiKind,
         req: ChatRequest,
         headers: &HeaderMap,
+        log: &RequestLog,
     ) -> HttpResponse {
         let client_key = client_key(headers);
         let req = Arc::new(req);
@@ -472,8 +552,9 @@ impl App {
                     })
                     .await;
                 if sent.is_ok() && matches!(done_rx.recv().await, Ok(Ok(()))) {
+                    log.set_account(&handle.account);
                     return self
-                        .reply(api, req, client_key, handle.control, events_rx)
+                        .reply(api, req, client_key, handle.control, events_rx, log)
                         .await;
                 }
                 // The parked run is gone or refused the results: a new run carries them.
@@ -481,7 +562,7 @@ impl App {
             }
         }
         self.abandon_parked(&ConversationKey::for_request(&req, &client_key));
-        self.start(api, req, client_key).await
+        self.start(api, req, client_key, log).await
     }
 
     /// Starts a run on the account the conductor picks, moving on to another (or refreshing
@@ -491,16 +572,18 @@ impl App {
         api: ApiKind,
         req: Arc<ChatRequest>,
         client_key: String,
+        log: &RequestLog,
     ) -> HttpResponse {
+        let live = self.live();
         let key = ConversationKey::for_request(&req, &client_key);
         let conversation = key.id();
-        let model = self.config.models.resolve(&req.model).to_owned();
+        let model = live.models.resolve(&req.model).to_owned();
         let client = client_fingerprint(&client_key);
         self.seed_sticky(&key, &conversation, &model);
         // A bound above the account count of small pools, so that when every account failed
         // and rests the client hears "all cooling, retry in …" rather than the last failure.
         let mut attempts = Attempts::new(
-            Attempts::DEFAULT_MAX,
+            live.request_retry,
             model.as_str(),
             Some(conversation.as_str()),
         );
@@ -508,7 +591,10 @@ impl App {
         loop {
             let id = match next {
                 Ok(id) => id,
-                Err(c) => return self.give_up(api, &model, &client, &c),
+                Err(c) => {
+                    log.set_error(c.kind);
+                    return self.give_up(api, &model, &client, &c);
+                }
             };
             let Some(parts) = self.attempt_parts(id) else {
                 // A credential that cannot go into a header never will: out of rotation.
@@ -528,12 +614,12 @@ impl App {
             let mut params = TurnParams::from_chat(
                 &req,
                 api,
-                &self.config.models,
+                &live.models,
                 conversation.clone(),
                 framing,
                 self.child_ids(),
             );
-            params.config = self.config.turn.clone();
+            params.config = live.turn.clone();
             let plan = self
                 .conversations
                 .lock()
@@ -545,7 +631,7 @@ impl App {
                     replay.apply(&mut params);
                 }
                 Some(Plan::Fallback(reason)) => {
-                    if let Some(max) = self.config.max_history_bytes {
+                    if let Some(max) = live.max_history_bytes {
                         params.input = prompt::run_input_bounded(&req, max);
                     }
                     tracing::debug!(account = %label, ?reason, "new Cursor conversation state (history flattened)");
@@ -563,10 +649,12 @@ impl App {
                 control: control_rx,
             });
             let app = self.clone();
+            log.set_account(&label);
+            let run_label = label.clone();
             let (run_key, run_model, run_client) = (key, model.clone(), client.clone());
             self.platform.spawn(Box::pin(async move {
                 let outcome = run.await;
-                app.finish_run(id, &label, &run_key, &run_model, &run_client, &outcome);
+                app.finish_run(id, &run_label, &run_key, &run_model, &run_client, &outcome);
             }));
             // Look at the first event: a failure before anything reached the client goes to
             // the conductor, which decides whether and where to try again.
@@ -578,7 +666,15 @@ impl App {
                 Some(first) => {
                     self.with_pool(|p| attempts.on_success(p, Instant::now()));
                     return self
-                        .reply_with_first(api, req, client_key, control_tx, first, events_rx)
+                        .reply_with_first(
+                            api,
+                            req,
+                            (client_key, label),
+                            control_tx,
+                            first,
+                            events_rx,
+                            log,
+                        )
                         .await;
                 }
                 None => {
@@ -589,10 +685,12 @@ impl App {
                 }
             };
             tracing::info!(
-                account = %id,
+                account = %label,
                 kind = classification.kind.as_str(),
                 "run failed before the first byte"
             );
+            self.metrics
+                .upstream_failure(&label, &classification, unix_now());
             let verdict =
                 self.with_pool(|p| attempts.on_failure(p, &classification, false, Instant::now()));
             next = match verdict {
@@ -733,7 +831,8 @@ impl App {
     ) {
         self.record(key, label, outcome);
         if let Some(c) = &outcome.late_failure {
-            tracing::info!(account = %id, kind = c.kind.as_str(), "run failed after the first byte");
+            tracing::info!(account = %label, kind = c.kind.as_str(), "run failed after the first byte");
+            self.metrics.upstream_failure(label, c, unix_now());
             self.with_pool(|p| p.report_failure(id, model, c, Instant::now()));
         }
         if let Some(usage) = &outcome.usage {
@@ -852,10 +951,12 @@ impl App {
         client_key: String,
         control: async_channel::Sender<Control>,
         events: EventReceiver,
+        log: &RequestLog,
     ) -> HttpResponse {
+        let account = log.account().unwrap_or_default();
         match events.recv().await {
             Ok(first) => {
-                self.reply_with_first(api, req, client_key, control, first, events)
+                self.reply_with_first(api, req, (client_key, account), control, first, events, log)
                     .await
             }
             Err(_) => error_response(
@@ -867,16 +968,19 @@ impl App {
 
     /// Renders a reply whose first event is known: streamed as SSE or collected into one JSON
     /// body. A parked turn's control handle is registered for the next request.
+    #[allow(clippy::too_many_arguments)]
     async fn reply_with_first(
         self: Arc<Self>,
         api: ApiKind,
         req: Arc<ChatRequest>,
-        client_key: String,
+        (client_key, account): (String, String),
         control: async_channel::Sender<Control>,
         first: TurnEvent,
         events: EventReceiver,
+        log: &RequestLog,
     ) -> HttpResponse {
         if let TurnEvent::Failed { classification, .. } = &first {
+            log.set_error(classification.kind);
             return error_response(api, &ApiError::from(classification));
         }
         let created = unix_now();
@@ -889,15 +993,19 @@ impl App {
                 None => events.recv().await.ok(),
             } {
                 match ev {
-                    TurnEvent::Reply(r) => match api {
-                        ApiKind::Anthropic => anthropic_acc.handle(&r),
-                        ApiKind::OpenAi => openai_acc.handle(&r),
-                    },
+                    TurnEvent::Reply(r) => {
+                        note_reply(log, &r);
+                        match api {
+                            ApiKind::Anthropic => anthropic_acc.handle(&r),
+                            ApiKind::OpenAi => openai_acc.handle(&r),
+                        }
+                    }
                     TurnEvent::Parked { tool_use_ids } => {
-                        self.park(&client_key, &req, &tool_use_ids, control.clone());
+                        self.park(&client_key, &account, &req, &tool_use_ids, control.clone());
                         break;
                     }
                     TurnEvent::Failed { classification, .. } => {
+                        log.set_error(classification.kind);
                         return error_response(api, &ApiError::from(&classification));
                     }
                     TurnEvent::Finished { .. } => break,
@@ -915,6 +1023,7 @@ impl App {
         }
         let (tx, body) = body::channel(16);
         let app = self.clone();
+        let log = log.clone();
         self.platform.spawn(Box::pin(async move {
             let mut anthropic_r = anthropic::StreamRenderer::new();
             let mut openai_r = openai::StreamRenderer::for_request(&req, created);
@@ -931,6 +1040,7 @@ impl App {
                 while let Some(e) = ev.take() {
                     match e {
                         TurnEvent::Reply(r) => {
+                            note_reply(&log, &r);
                             match api {
                                 ApiKind::Anthropic => anthropic_r.handle(&r, &mut out),
                                 ApiKind::OpenAi => openai_r.handle(&r, &mut out),
@@ -938,7 +1048,7 @@ impl App {
                             end = matches!(r, ReplyEvent::Error(_));
                         }
                         TurnEvent::Parked { tool_use_ids } => {
-                            app.park(&client_key, &req, &tool_use_ids, control.clone());
+                            app.park(&client_key, &account, &req, &tool_use_ids, control.clone());
                             end = true;
                         }
                         TurnEvent::Finished { .. } | TurnEvent::Failed { .. } => end = true,
@@ -950,12 +1060,15 @@ impl App {
                 }
                 if !out.is_empty() && tx.send(out.split().freeze()).await.is_err() {
                     // The client went away: dropping `events` tells the run.
+                    log.finish(crate::request_log::CLIENT_GONE);
                     return;
                 }
                 if end {
+                    log.finish(200);
                     return;
                 }
             }
+            log.finish(200);
         }));
         let mut resp = Response::new(ResponseBody::Stream(body));
         *resp.status_mut() = StatusCode::OK;
@@ -995,6 +1108,7 @@ impl App {
     fn park(
         &self,
         client_key: &str,
+        account: &str,
         req: &ChatRequest,
         tool_use_ids: &[String],
         control: async_channel::Sender<Control>,
@@ -1007,6 +1121,7 @@ impl App {
                 ParkHandle {
                     control,
                     conversation,
+                    account: account.to_owned(),
                 },
                 std::time::Instant::now(),
             );
@@ -1047,14 +1162,40 @@ struct AttemptParts {
     framing: Framing,
 }
 
+/// Which API's shape `GET /v1/models` answers in: Anthropic's when the client sends
+/// `anthropic-version`, else OpenAI's.
+fn models_api(headers: &HeaderMap) -> ApiKind {
+    if headers.contains_key("anthropic-version") {
+        ApiKind::Anthropic
+    } else {
+        ApiKind::OpenAi
+    }
+}
+
+/// Notes what the request log needs of a reply event: its usage, or its failure.
+fn note_reply(log: &RequestLog, r: &ReplyEvent) {
+    match r {
+        ReplyEvent::Stop { usage, .. } => log.set_usage(*usage),
+        ReplyEvent::Error(c) => log.set_error(c.kind),
+        _ => {}
+    }
+}
+
 /// Who the client is, for isolation: its API key (hashed, never kept in clear).
+/// The same key is the same client whether it comes in `x-api-key` (Anthropic clients) or
+/// `Authorization: Bearer` (OpenAI clients).
 fn client_key(headers: &HeaderMap) -> String {
     let raw = headers
         .get("x-api-key")
-        .or_else(|| headers.get(http::header::AUTHORIZATION))
-        .map(|v| v.as_bytes().to_vec())
+        .map(|v| v.as_bytes())
+        .or_else(|| crate::client_auth::bearer(headers))
+        .or_else(|| {
+            headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes())
+        })
         .unwrap_or_default();
-    hex::encode(&Sha256::digest(&raw)[..16])
+    hex::encode(&Sha256::digest(raw)[..16])
 }
 
 /// Sends one token call (refresh or API-key exchange, spec §7.3/§7.4) over `upstream` and

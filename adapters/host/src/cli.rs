@@ -13,7 +13,7 @@ use cursorpool_core::turn::{ModelMap, TurnConfig};
 use crate::app::AppConfig;
 
 /// Options of `cursorpool login`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct LoginArgs {
     /// Name of the account (the file becomes `cursor.<NAME>.json`; default: a hash of the
     /// account's subject).
@@ -76,7 +76,7 @@ impl LoginArgs {
 }
 
 /// Options of `cursorpool serve`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8317", env = "CURSORPOOL_LISTEN")]
@@ -89,7 +89,7 @@ pub struct ServeArgs {
     )]
     pub upstream: String,
     /// Extra trusted root certificate (PEM) for the upstream, e.g. `cursor-sim --cert-out`.
-    #[arg(long, value_name = "PEM_FILE")]
+    #[arg(long, value_name = "PEM_FILE", env = "CURSORPOOL_UPSTREAM_CA")]
     pub upstream_ca: Option<PathBuf>,
     /// A Cursor access token, as `LABEL=TOKEN` or just `TOKEN` (repeatable: one per account).
     /// Prefer `--token-file` or the environment: command lines are visible to other users.
@@ -102,26 +102,31 @@ pub struct ServeArgs {
     )]
     pub tokens: Vec<String>,
     /// A file with one `[LABEL=]TOKEN` per line.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "CURSORPOOL_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Where credential files (`cursorpool login`) are kept; every one is served, and files
     /// added, changed or removed while serving are picked up. Default: `~/.cursorpool/auth`.
     #[arg(long, value_name = "DIR", env = "CURSORPOOL_AUTH_DIR")]
     pub auth_dir: Option<PathBuf>,
     /// Map a client model to a Cursor model: `CLIENT=CURSOR` (repeatable).
-    #[arg(long = "model", value_name = "CLIENT=CURSOR")]
+    #[arg(
+        long = "model",
+        value_name = "CLIENT=CURSOR",
+        env = "CURSORPOOL_MODELS",
+        value_delimiter = ','
+    )]
     pub models: Vec<String>,
     /// Cursor model used for client models without a mapping.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", env = "CURSORPOOL_DEFAULT_MODEL")]
     pub default_model: String,
     /// Seconds without any upstream frame before a run counts as stalled.
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 90, env = "CURSORPOOL_STALL_TIMEOUT_SECS")]
     pub stall_timeout_secs: u64,
     /// Seconds a tool call waits for its result before its upstream run is closed.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = 1800, env = "CURSORPOOL_PARK_TTL_SECS")]
     pub park_ttl_secs: u64,
     /// Largest request body accepted, in bytes (413 above).
-    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, default_value_t = 32 * 1024 * 1024, env = "CURSORPOOL_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
     /// Where conversations (checkpoints and their blobs) are kept across restarts.
     /// Default: `~/.cursorpool/state`.
@@ -129,14 +134,14 @@ pub struct ServeArgs {
     pub state_dir: Option<PathBuf>,
     /// Keep conversations in memory only (a restart starts them over from the client's
     /// history).
-    #[arg(long, conflicts_with = "state_dir")]
+    #[arg(long, conflicts_with = "state_dir", env = "CURSORPOOL_MEMORY_ONLY")]
     pub memory_only: bool,
     /// Minutes a conversation's checkpoint is kept after its last use.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, env = "CURSORPOOL_CONVERSATION_TTL_MINS")]
     pub conversation_ttl_mins: u64,
     /// When a conversation must be re-sent in full (no usable checkpoint), leave out its oldest
     /// messages beyond this many bytes, with a marker saying so. Default: never cut.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", env = "CURSORPOOL_MAX_HISTORY_BYTES")]
     pub max_history_bytes: Option<usize>,
     /// A client API key (repeatable): when any is set, requests must carry one in `x-api-key`
     /// or `Authorization: Bearer`. Default: every client is served (fine on localhost only).
@@ -165,10 +170,21 @@ pub struct ServeArgs {
         env = "CURSORPOOL_ROUTING_STRATEGY"
     )]
     pub routing_strategy: RoutingStrategy,
+    /// Accounts tried for one request (failover before the first byte) before the client gets
+    /// the failure.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = cursorpool_core::conductor::Attempts::DEFAULT_MAX,
+        value_parser = clap::value_parser!(u32).range(1..),
+        env = "CURSORPOOL_REQUEST_RETRY"
+    )]
+    pub request_retry: u32,
 }
 
-/// `--routing-strategy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// `--routing-strategy` (`routing.strategy` in the configuration file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RoutingStrategy {
     /// Spread requests over the accounts (the least recently picked first).
     RoundRobin,
@@ -291,6 +307,7 @@ impl ServeArgs {
                 .cloned()
                 .collect(),
             management_secret: self.management_secret.clone().filter(|s| !s.is_empty()),
+            request_retry: self.request_retry,
             login_site: cursorpool_core::conductor::login::LOGIN_SITE.to_owned(),
             login_schedule: cursorpool_core::conductor::login::PollSchedule::new(),
         })
@@ -338,7 +355,50 @@ pub fn demo_config() -> AppConfig {
         pool: PoolConfig::default(),
         api_keys: Vec::new(),
         management_secret: None,
+        request_retry: cursorpool_core::conductor::Attempts::DEFAULT_MAX,
         login_site: cursorpool_core::conductor::login::LOGIN_SITE.to_owned(),
         login_schedule: cursorpool_core::conductor::login::PollSchedule::new(),
+    }
+}
+
+/// Options every subcommand of both binaries takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// The configuration file (YAML; see `config.example.yaml`). Default:
+    /// `~/.cursorpool/config.yaml` when it exists. Flags and environment variables override it.
+    #[arg(long, global = true, value_name = "FILE", env = "CURSORPOOL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. `info`, `debug`, `cursorpool_host=debug,info` (default `info`; the
+    /// file's `log-level`).
+    #[arg(long, global = true, value_name = "FILTER", env = "CURSORPOOL_LOG")]
+    pub log: Option<String>,
+    /// Log line format (default `text`; the file's `log-format`).
+    #[arg(long, global = true, value_enum, env = "CURSORPOOL_LOG_FORMAT")]
+    pub log_format: Option<crate::config::LogFormat>,
+}
+
+impl LoginArgs {
+    /// Fills the options of `login` that the configuration file sets and no flag or
+    /// environment variable did (`auth-dir`, `upstream`, `upstream-ca`).
+    pub fn apply_file(
+        &mut self,
+        file: &crate::config::FileConfig,
+        explicit: &crate::config::Explicit,
+    ) {
+        if !explicit.contains("auth_dir")
+            && let Some(dir) = &file.auth_dir
+        {
+            self.auth_dir = Some(crate::config::expand(dir));
+        }
+        if !explicit.contains("upstream")
+            && let Some(u) = &file.upstream
+        {
+            self.upstream.clone_from(u);
+        }
+        if !explicit.contains("upstream_ca")
+            && let Some(ca) = &file.upstream_ca
+        {
+            self.upstream_ca = Some(crate::config::expand(ca));
+        }
     }
 }

@@ -15,6 +15,7 @@
 //!   writes the credential file when there is an auth directory, adds the account to the pool
 //!   (or updates it) and answers its status.
 //! - `GET usage`: per account (total, by model, by client) and per client.
+//! - `GET errors`: the most recent upstream failures (time, account, kind, status, message).
 //! - `GET cursor-auth-url?label=NAME`: starts a browser login; answers `{"url", "state"}`.
 //! - `GET cursor-auth-status?state=ID`: `{"status": "pending"|"done"|"failed", "file"?,
 //!   "error"?}`; a completed login's account joins the pool.
@@ -124,36 +125,8 @@ pub(crate) async fn handle(
     parts: Parts,
     body: Result<Bytes, BodyError>,
 ) -> HttpResponse {
-    let Some(secret) = app.config().management_secret.clone() else {
-        return error(StatusCode::NOT_FOUND, "not found");
-    };
-    let now = Instant::now();
-    {
-        let mut throttle = lock(&app.management().throttle);
-        if let Some(wait) = throttle.blocked(now) {
-            let mut resp = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many wrong management secrets; try again later",
-            );
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            resp.headers_mut()
-                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-            return resp;
-        }
-        let presented = parts
-            .headers
-            .get("x-management-key")
-            .map(|v| v.as_bytes())
-            .or_else(|| bearer(&parts.headers))
-            .unwrap_or_default();
-        if !constant_time_eq(secret.as_bytes(), presented) {
-            throttle.fail(now);
-            tracing::warn!("management API: wrong or missing secret");
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "wrong or missing management secret",
-            );
-        }
+    if let Some(resp) = refusal(&app, &parts) {
+        return resp;
     }
     let path = parts.uri.path();
     let rest = path
@@ -168,6 +141,7 @@ pub(crate) async fn handle(
         }
         (&Method::POST, ["accounts"]) => add_by_api_key(&app, body).await,
         (&Method::GET, ["usage"]) => usage(&app),
+        (&Method::GET, ["errors"]) => ok(json!({"errors": app.metrics().recent_errors()})),
         (&Method::POST, ["accounts", id, action]) => account_action(&app, id, action),
         (&Method::DELETE, ["accounts", id]) => delete_account(&app, id).await,
         (&Method::GET, ["cursor-auth-url"]) => start_login(&app, query_param(query, "label")).await,
@@ -177,6 +151,42 @@ pub(crate) async fn handle(
             &format!("no management route for {} {path}", parts.method),
         ),
     }
+}
+
+/// Checks the management secret on `parts` (constant time, throttled): `Some` is the answer to
+/// send instead (404 when no secret is configured, 401, or 429 while throttled). Shared by the
+/// management API, `/metrics` and the status page's data.
+pub(crate) fn refusal(app: &App, parts: &Parts) -> Option<HttpResponse> {
+    let Some(secret) = app.live().management_secret.clone() else {
+        return Some(error(StatusCode::NOT_FOUND, "not found"));
+    };
+    let now = Instant::now();
+    let mut throttle = lock(&app.management().throttle);
+    if let Some(wait) = throttle.blocked(now) {
+        let mut resp = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong management secrets; try again later",
+        );
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        return Some(resp);
+    }
+    let presented = parts
+        .headers
+        .get("x-management-key")
+        .map(|v| v.as_bytes())
+        .or_else(|| bearer(&parts.headers))
+        .unwrap_or_default();
+    if !constant_time_eq(secret.as_bytes(), presented) {
+        throttle.fail(now);
+        tracing::warn!("management API: wrong or missing secret");
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing management secret",
+        ));
+    }
+    None
 }
 
 fn usage(app: &App) -> HttpResponse {

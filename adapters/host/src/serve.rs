@@ -12,7 +12,9 @@ use cursorpool_core::conductor::Secret;
 
 use crate::app::App;
 use crate::cli::{LoginArgs, ServeArgs};
+use crate::logging::LogControl;
 use crate::persist::AuthDir;
+use crate::reload::{Reloader, Startup};
 use crate::tasks::{self, Background};
 use crate::upstream::Platform;
 use crate::{auth_sync, login, pool_state};
@@ -28,6 +30,9 @@ pub struct Serving {
     /// Where to listen.
     pub listen: SocketAddr,
     state_dir: Option<PathBuf>,
+    /// Puts a changed configuration in force (the adapter calls it on SIGHUP; the file is
+    /// also watched). `None` when built by [`prepare`] alone.
+    pub reloader: Option<Arc<Reloader>>,
     _upkeep: Vec<Background>,
 }
 
@@ -96,8 +101,31 @@ pub async fn prepare(
         app,
         listen: args.listen,
         state_dir,
+        reloader: None,
         _upkeep: upkeep,
     })
+}
+
+/// `serve` as the binaries run it: `args` (flags and environment) completed by the
+/// configuration file, the proxy built by [`prepare`], and the file watched for changes.
+pub async fn start(
+    startup: Startup,
+    args: &ServeArgs,
+    log: LogControl,
+    platform: Arc<dyn Platform>,
+    binary: &str,
+) -> Result<Serving, StartError> {
+    let effective = startup.serve_args(args);
+    if let Some(path) = &startup.file.path {
+        tracing::info!(file = %path.display(), "configuration file read");
+    }
+    let mut serving = prepare(&effective, platform, binary).await?;
+    let reloader = Reloader::new(startup, args.clone(), &serving.app, log);
+    if let Some(guard) = reloader.watch(crate::reload::WATCH_INTERVAL) {
+        serving._upkeep.push(guard);
+    }
+    serving.reloader = Some(reloader);
+    Ok(serving)
 }
 
 impl Serving {
@@ -111,6 +139,41 @@ impl Serving {
         }
         ExitCode::SUCCESS
     }
+}
+
+/// `serve` from start to exit code (the configuration and log control as
+/// [`crate::commands::startup`] made them), around the adapter's runtime pieces: [`start`], then
+/// `on_sighup` gets the reloader (to call on SIGHUP), `bind` opens the listener, `serve` serves
+/// until the shutdown signal, and [`Serving::finish`] saves what must survive.
+pub async fn run<L>(
+    (startup, log): (Startup, LogControl),
+    args: &ServeArgs,
+    platform: Arc<dyn Platform>,
+    binary: &str,
+    on_sighup: impl FnOnce(Arc<Reloader>),
+    bind: impl AsyncFnOnce(SocketAddr) -> std::io::Result<L>,
+    serve: impl AsyncFnOnce(L, Arc<App>),
+) -> ExitCode {
+    let serving = match start(startup, args, log, platform, binary).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{binary}: {}", e.message);
+            return ExitCode::from(e.code);
+        }
+    };
+    if let Some(reloader) = serving.reloader.clone() {
+        on_sighup(reloader);
+    }
+    let listener = match bind(serving.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{binary}: cannot listen on {}: {e}", serving.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("{binary} listening on http://{}", serving.listen);
+    serve(listener, serving.app.clone()).await;
+    serving.finish(binary).await
 }
 
 /// Closes parked runs and stored conversations past their TTL every [`SWEEP_INTERVAL`] until

@@ -1,9 +1,11 @@
 //! `cursorpool-lite`: the proxy on smol + async-h1, HTTP/1.1 upstream.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::Parser;
-use cursorpool_host::serve;
+use clap::{CommandFactory as _, FromArgMatches as _};
+use cursorpool_host::reload::Reloader;
+use cursorpool_host::{commands, serve};
 use cursorpool_smol::cli::{Cli, Command};
 use cursorpool_smol::platform::SmolPlatform;
 use cursorpool_smol::server;
@@ -12,38 +14,51 @@ use futures_lite::StreamExt as _;
 const BINARY: &str = "cursorpool-lite";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let (startup, log) = match commands::startup(
+        &cli.global,
+        &matches,
+        cursorpool_host::logging::DEFAULT_FILTER,
+        BINARY,
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     smol::block_on(async move {
-        match cli.command {
-            Command::Login(args) => serve::login(&args, SmolPlatform::shared(), BINARY).await,
-            Command::Serve(args) => {
-                let serving = match serve::prepare(&args, SmolPlatform::shared(), BINARY).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        eprintln!("{BINARY}: {}", e.message);
-                        return ExitCode::from(e.code);
-                    }
-                };
-                let listener = match smol::net::TcpListener::bind(serving.listen).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        eprintln!("{BINARY}: cannot listen on {}: {e}", serving.listen);
-                        return ExitCode::FAILURE;
-                    }
-                };
-                tracing::info!("{BINARY} listening on http://{}", serving.listen);
-                server::serve(listener, serving.app.clone(), shutdown_signal()).await;
-                serving.finish(BINARY).await
-            }
-        }
+        let Command::Shared(shared) = cli.command;
+        let platform = SmolPlatform::shared();
+        let args =
+            match commands::run(shared, &startup, platform.clone(), BINARY, Cli::command()).await {
+                Ok(code) => return code,
+                Err(args) => args,
+            };
+        serve::run(
+            (startup, log),
+            &args,
+            platform,
+            BINARY,
+            reload_on_sighup,
+            async |addr| smol::net::TcpListener::bind(addr).await,
+            async |listener, app| server::serve(listener, app, shutdown_signal()).await,
+        )
+        .await
     })
+}
+
+/// Reloads the configuration on every SIGHUP (the handler is installed before this returns,
+/// so a SIGHUP never ends the process once serving).
+fn reload_on_sighup(reloader: Arc<Reloader>) {
+    use async_signal::{Signal, Signals};
+    match Signals::new([Signal::Hup]) {
+        Ok(mut hups) => cursorpool_smol::executor::spawn(async move {
+            while hups.next().await.is_some() {
+                let _ = reloader.reload("SIGHUP").await;
+            }
+        })
+        .detach(),
+        Err(e) => tracing::warn!("cannot watch for SIGHUP ({e}); the file is still watched"),
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -1,9 +1,11 @@
 //! `cursorpool`: the proxy binary.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::Parser;
-use cursorpool_host::serve;
+use clap::{CommandFactory as _, FromArgMatches as _};
+use cursorpool_host::reload::Reloader;
+use cursorpool_host::{commands, serve};
 use cursorpool_tokio::cli::{Cli, Command, demo_config};
 use cursorpool_tokio::platform::TokioPlatform;
 use cursorpool_tokio::{demo, server};
@@ -11,19 +13,17 @@ use cursorpool_tokio::{demo, server};
 const BINARY: &str = "cursorpool";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // The demo prints its own transcript; keep its log to warnings unless asked otherwise.
-    let filter = match (&cli.command, cli.log.as_str()) {
-        (Command::Demo, "info") => "warn",
-        (_, f) => f,
+    let default_filter = match cli.command {
+        Command::Demo => "warn",
+        Command::Shared(_) => cursorpool_host::logging::DEFAULT_FILTER,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(filter)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let (startup, log) = match commands::startup(&cli.global, &matches, default_filter, BINARY) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,36 +35,56 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match cli.command {
-            Command::Demo => match demo::run(demo_config()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("\n{BINARY} demo: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            Command::Login(args) => serve::login(&args, TokioPlatform::shared(), BINARY).await,
-            Command::Serve(args) => {
-                let serving = match serve::prepare(&args, TokioPlatform::shared(), BINARY).await {
-                    Ok(s) => s,
+        let shared = match cli.command {
+            Command::Demo => {
+                return match demo::run(demo_config()).await {
+                    Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
-                        eprintln!("{BINARY}: {}", e.message);
-                        return ExitCode::from(e.code);
+                        eprintln!("\n{BINARY} demo: {e}");
+                        ExitCode::FAILURE
                     }
                 };
-                let listener = match tokio::net::TcpListener::bind(serving.listen).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        eprintln!("{BINARY}: cannot listen on {}: {e}", serving.listen);
-                        return ExitCode::FAILURE;
-                    }
-                };
-                tracing::info!("{BINARY} listening on http://{}", serving.listen);
-                server::serve(listener, serving.app.clone(), shutdown_signal()).await;
-                serving.finish(BINARY).await
             }
-        }
+            Command::Shared(s) => s,
+        };
+        let platform = TokioPlatform::shared();
+        let args =
+            match commands::run(shared, &startup, platform.clone(), BINARY, Cli::command()).await {
+                Ok(code) => return code,
+                Err(args) => args,
+            };
+        serve::run(
+            (startup, log),
+            &args,
+            platform,
+            BINARY,
+            reload_on_sighup,
+            async |addr| tokio::net::TcpListener::bind(addr).await,
+            async |listener, app| server::serve(listener, app, shutdown_signal()).await,
+        )
+        .await
     })
+}
+
+/// Reloads the configuration on every SIGHUP (the handler is installed before this returns,
+/// so a SIGHUP never ends the process once serving).
+fn reload_on_sighup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        let _ = reloader.reload("SIGHUP").await;
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot watch for SIGHUP ({e}); the file is still watched"),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 async fn shutdown_signal() {
