@@ -1,6 +1,9 @@
-//! Where `cursorpool-lite`'s tasks run: one smol [`Executor`] driven by as many threads as the
-//! machine has cores, started on first use. (smol's global executor runs one thread unless
-//! the environment says otherwise; a shared proxy wants every core.)
+//! Where `cursorpool-lite`'s tasks run: one smol [`Executor`] driven by one thread, or by
+//! `CURSORPOOL_LITE_THREADS` threads, started on first use.
+//!
+//! One thread by default: the lite binary is for small boxes, and measured on two cores
+//! (bench/results) a second executor thread costs more CPU per request in cross-thread
+//! wake-ups than it gains, even at 64 concurrent streams. A big shared box can raise it.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -12,7 +15,11 @@ static EXECUTOR: OnceLock<&'static Executor<'static>> = OnceLock::new();
 fn executor() -> &'static Executor<'static> {
     EXECUTOR.get_or_init(|| {
         let ex: &'static Executor<'static> = Box::leak(Box::new(Executor::new()));
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = std::env::var("CURSORPOOL_LITE_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1);
         for i in 0..threads {
             let spawned = std::thread::Builder::new()
                 .name(format!("cursorpool-lite-{i}"))

@@ -26,10 +26,10 @@ use cursorpool_host::upstream::{BoxFuture, UnaryAnswer, UpstreamError};
 use futures_lite::FutureExt as _;
 use futures_lite::Stream;
 use futures_lite::future::poll_fn;
-use http::{HeaderMap, Method};
+use http::Method;
 use smol::Timer;
 
-use crate::upstream::{Exchange, H1Upstream, io_failure};
+use crate::upstream::{Exchange, H1Upstream, Template, io_failure};
 
 /// Most `BidiAppend` calls in flight at once (spec §2.5.4).
 pub const MAX_APPENDS_IN_FLIGHT: usize = 16;
@@ -78,7 +78,16 @@ pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
         return relay.finish(turn);
     };
     // `None` would be a host bug; the stream headers then go along (and the server judges).
-    let append_headers = Arc::new(append_headers.unwrap_or_else(|| headers.clone()));
+    let append_headers = append_headers.unwrap_or_else(|| headers.clone());
+    let append_head = match upstream.template(&Method::POST, path::BIDI_APPEND, &append_headers) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            tracing::warn!("cannot prepare BidiAppend calls: {e}");
+            turn.handle_transport_failure(TransportFailure::ProtocolViolation, now());
+            relay.drain(&mut turn, now).await;
+            return relay.finish(turn);
+        }
+    };
 
     let mut opening: Option<BoxFuture<'static, Result<Exchange, UpstreamError>>> = Some({
         let up = Arc::clone(&upstream);
@@ -101,7 +110,7 @@ pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
         while in_flight.len() < MAX_APPENDS_IN_FLIGHT
             && let Some(body) = queued.pop_front()
         {
-            in_flight.push(append(&upstream, &append_headers, body));
+            in_flight.push(append(&upstream, &append_head, body));
         }
         relay.drain(&mut turn, now).await;
         // Nothing to end on this transport: the run stops appending, and the `RunSSE`
@@ -222,19 +231,10 @@ async fn linger_stream(mut ex: Exchange, upstream: Arc<H1Upstream>) {
 }
 
 /// One `BidiAppend` call with `body` (the turn's transmit, sequence number inside).
-fn append(upstream: &Arc<H1Upstream>, headers: &Arc<HeaderMap>, body: Bytes) -> AppendCall {
+fn append(upstream: &Arc<H1Upstream>, head: &Arc<Template>, body: Bytes) -> AppendCall {
     let up = Arc::clone(upstream);
-    let headers = Arc::clone(headers);
-    Box::pin(async move {
-        up.call(
-            &Method::POST,
-            path::BIDI_APPEND,
-            &headers,
-            &body,
-            APPEND_ANSWER_LIMIT,
-        )
-        .await
-    })
+    let head = Arc::clone(head);
+    Box::pin(async move { up.call_with(&head, &body, APPEND_ANSWER_LIMIT).await })
 }
 
 /// The first ready input, by priority: timer, control, appends, the `RunSSE` head, its body.

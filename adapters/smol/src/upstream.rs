@@ -23,8 +23,10 @@ use futures_rustls::{TlsConnector, pki_types::ServerName};
 use http::{HeaderMap, Method};
 use smol::net::TcpStream;
 
-/// Most idle kept-alive connections kept per account.
-pub const MAX_IDLE: usize = 32;
+/// Most idle kept-alive connections kept per account: HTTP/1.1 carries one call at a time, so a
+/// busy account needs one per concurrent stream plus its appends in flight; fewer means a new
+/// TCP (and TLS) connection for every burst.
+pub const MAX_IDLE: usize = 256;
 
 /// The byte stream of one connection: plain TCP or TLS.
 #[derive(Clone)]
@@ -277,6 +279,17 @@ impl H1Upstream {
         headers: &HeaderMap,
         body: &Bytes,
     ) -> Result<Exchange, UpstreamError> {
+        let template = self.template(method, path, headers)?;
+        self.send_with(&template, body).await
+    }
+
+    /// [`H1Upstream::send`] of a prepared request head: the calls of a run (its `BidiAppend`s)
+    /// share one, so the URL is parsed and the headers converted once per run, not per call.
+    pub(crate) async fn send_with(
+        &self,
+        template: &Template,
+        body: &Bytes,
+    ) -> Result<Exchange, UpstreamError> {
         let mut fresh_only = false;
         loop {
             let pooled = if fresh_only { None } else { self.checkout() };
@@ -285,7 +298,9 @@ impl H1Upstream {
                 Some(c) => c,
                 None => self.connect().await?,
             };
-            let req = self.request(method, path, headers, body)?;
+            // `Request::clone` leaves the body empty: every attempt gets its own.
+            let mut req = template.0.clone();
+            req.set_body(http_types::Body::from_bytes(body.to_vec()));
             let before = conn.bytes_read();
             match async_h1::connect(conn.clone(), req).await {
                 Ok(response) => return Ok(exchange(response, conn)),
@@ -298,13 +313,13 @@ impl H1Upstream {
         }
     }
 
-    fn request(
+    /// The head of a request to `path` (method, URL, headers; no body).
+    pub(crate) fn template(
         &self,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
-        body: &Bytes,
-    ) -> Result<http_types::Request, UpstreamError> {
+    ) -> Result<Template, UpstreamError> {
         let bad = || UpstreamError::BadBaseUrl(path.to_owned());
         let scheme = if self.target.tls { "https" } else { "http" };
         let url = format!(
@@ -328,8 +343,7 @@ impl H1Upstream {
             };
             req.append_header(name, value);
         }
-        req.set_body(http_types::Body::from_bytes(body.to_vec()));
-        Ok(req)
+        Ok(Template(req))
     }
 
     /// One whole unary call: the answer's body is read up to `max_len` bytes (a longer body is
@@ -342,9 +356,21 @@ impl H1Upstream {
         body: &Bytes,
         max_len: usize,
     ) -> Result<UnaryAnswer, UpstreamError> {
-        let mut ex = self.send(method, path, headers, body).await?;
+        let template = self.template(method, path, headers)?;
+        self.call_with(&template, body, max_len).await
+    }
+
+    /// [`H1Upstream::call`] of a prepared request head.
+    pub(crate) async fn call_with(
+        &self,
+        template: &Template,
+        body: &Bytes,
+        max_len: usize,
+    ) -> Result<UnaryAnswer, UpstreamError> {
+        let mut ex = self.send_with(template, body).await?;
         let mut out = BytesMut::new();
-        let mut buf = vec![0u8; 16 * 1024];
+        // Answers are small (an append's is empty): a stack buffer, read in a loop.
+        let mut buf = [0u8; 2048];
         loop {
             let n = futures_lite::future::poll_fn(|cx| ex.poll_read(cx, &mut buf))
                 .await
@@ -364,6 +390,10 @@ impl H1Upstream {
         Ok(answer)
     }
 }
+
+/// A prepared request head (see [`H1Upstream::send_with`]).
+#[derive(Debug)]
+pub(crate) struct Template(http_types::Request);
 
 /// Wraps an async-h1 response head.
 fn exchange(response: http_types::Response, conn: Conn) -> Exchange {
