@@ -14,7 +14,9 @@ use cursorpool_core::turn::{ReplyOptions, ResumeError, ToolResultInput, Turn, Tu
 use http::HeaderMap;
 
 /// How many events may wait for the downstream writer before the turn stops reading upstream.
-pub const EVENT_DEPTH: usize = 64;
+/// The writer folds every waiting event into one write, so a short queue loses nothing; the
+/// queue's slots are allocated up front for every run, parked ones included.
+pub const EVENT_DEPTH: usize = 16;
 
 /// The sending end of a reply's events.
 pub type EventSender = async_channel::Sender<TurnEvent>;

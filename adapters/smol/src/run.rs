@@ -40,6 +40,10 @@ const APPEND_ANSWER_LIMIT: usize = 64 * 1024;
 /// Size of one read from the `RunSSE` body.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Size of the read buffer while the turn is parked: only heartbeats arrive then, and
+/// thousands of parked conversations must not each hold a [`READ_CHUNK`] buffer.
+const PARKED_READ_CHUNK: usize = 512;
+
 type AppendCall = BoxFuture<'static, Result<UnaryAnswer, UpstreamError>>;
 
 /// What woke the loop.
@@ -129,6 +133,14 @@ pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
                 timer.set_at(at);
             }
             None => timer = Timer::never(),
+        }
+        let chunk = if turn.is_parked() {
+            PARKED_READ_CHUNK
+        } else {
+            READ_CHUNK
+        };
+        if buf.len() != chunk {
+            buf = vec![0u8; chunk];
         }
         let input = poll_fn(|cx| {
             poll_input(

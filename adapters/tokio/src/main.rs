@@ -12,11 +12,6 @@ use cursorpool_tokio::{demo, server};
 
 const BINARY: &str = "cursorpool";
 
-/// mimalloc: the proxy allocates and frees many short-lived buffers per request from several
-/// threads, where glibc's allocator spent a fifth of the CPU (bench/results/profile.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
