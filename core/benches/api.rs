@@ -154,6 +154,42 @@ fn parse_and_build_run_request_claude_code(bencher: Bencher<'_, '_>) {
         });
 }
 
+/// [`parse_and_build_run_request_claude_code`] as the proxy runs it from the second request of
+/// a session on: the tool list was prepared by an earlier run (its `ToolCache`).
+#[divan::bench]
+#[allow(clippy::disallowed_methods)] // a benchmark's clock, not core's
+fn parse_and_build_run_request_claude_code_tools_cached(bencher: Bencher<'_, '_>) {
+    use cursorpool_core::chat::ApiKind;
+    use cursorpool_core::conversation::ConversationKey;
+    use cursorpool_core::ids::IdSource;
+    use cursorpool_core::turn::{Framing, ModelMap, ToolCache, Turn, TurnParams};
+    let headers = HeaderMap::new();
+    let models = ModelMap::default();
+    let now = std::time::Instant::now();
+    let mut cache = ToolCache::new(4);
+    bencher
+        .counter(BytesCount::of_slice(CLAUDE_CODE))
+        .bench_local(|| {
+            let req = parse_messages_request(black_box(CLAUDE_CODE), &headers).expect("parses");
+            let key = ConversationKey::for_request(&req, "client");
+            let mut params = TurnParams::from_chat(
+                &req,
+                ApiKind::Anthropic,
+                &models,
+                key.id(),
+                Framing::Run,
+                IdSource::new(7),
+            );
+            params.prepared_tools = Some(cache.prepare(&req.tools));
+            let mut turn = Turn::new(params, now);
+            let mut bytes = 0;
+            while let Some(b) = turn.poll_transmit() {
+                bytes += b.len();
+            }
+            black_box(bytes)
+        });
+}
+
 /// The parts of [`parse_and_build_run_request_claude_code`] after parsing, one by one.
 #[divan::bench_group]
 mod build_parts {

@@ -375,3 +375,42 @@ fn parked_turns_expire_after_their_ttl_and_are_cancelled_upstream() {
     assert_eq!(c.cancels, 1);
     assert_eq!(rig.sim.open_runs(), 0);
 }
+
+/// Tools prepared once by a `ToolCache` (as the proxy shares them between runs) give the very
+/// same run request and request context as a turn that prepares its own.
+#[test]
+fn prepared_tools_give_the_same_run_request_and_request_context() {
+    use cursorpool_core::turn::ToolCache;
+    let mut req = chat("call Read");
+    req.tools = vec![tool("Read"), tool("Grep")];
+    let own = Rig::start(sim_config(), Wire::Run, params(&req, Wire::Run));
+    let mut cache = ToolCache::new(2);
+    let mut p = params(&req, Wire::Run);
+    p.prepared_tools = Some(cache.prepare(&req.tools));
+    let shared = Rig::start(sim_config(), Wire::Run, p);
+    assert_eq!(own.sent[0], shared.sent[0], "run request");
+    let context = |rig: &Rig| {
+        rig.sent
+            .iter()
+            .find_map(|m| match &m.message {
+                Some(Cm::ExecClientMessage(e)) => match &e.message {
+                    Some(Res::RequestContextResult(r)) => Some(r.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .expect("the request context was answered")
+    };
+    let (a, b) = (context(&own), context(&shared));
+    assert_eq!(a, b);
+    let Some(pb::request_context_result::Result::Success(s)) = &a.result else {
+        panic!("request context refused: {a:?}");
+    };
+    let tools = &s.request_context.as_ref().expect("context").tools;
+    assert_eq!(tools.len(), 2);
+    // A prepared list for other tools is not used: the turn prepares its own.
+    let mut other = params(&req, Wire::Run);
+    other.prepared_tools = Some(cache.prepare(&[tool("Write")]));
+    let fallback = Rig::start(sim_config(), Wire::Run, other);
+    assert_eq!(own.sent[0], fallback.sent[0]);
+}

@@ -25,7 +25,8 @@ use cursorpool_core::conversation::{
 use cursorpool_core::headers::{self, CallHeaders, CallKind, ClientIdentity};
 use cursorpool_core::ids::IdSource;
 use cursorpool_core::turn::{
-    Framing, ModelMap, ParkedTurns, ReplyOptions, Turn, TurnConfig, TurnEvent, TurnParams, prompt,
+    Framing, ModelMap, ParkedTurns, PreparedTools, ReplyOptions, ToolCache, Turn, TurnConfig,
+    TurnEvent, TurnParams, prompt,
 };
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -36,6 +37,10 @@ use crate::persist::AuthDir;
 use crate::relay::{Control, EVENT_DEPTH, EventReceiver, Outcome, Relay, RunCall};
 use crate::request_log::RequestLog;
 use crate::upstream::{Pairing, Platform, Upstream, UpstreamError};
+
+/// Distinct client tool lists kept ready (Claude Code sends one list per version and set of
+/// MCP servers; a few lists cover a team).
+const TOOL_CACHE_LISTS: usize = 16;
 
 /// Rendered bytes above which waiting events are not folded into the same write.
 const COALESCE_LIMIT: usize = 64 * 1024;
@@ -164,6 +169,9 @@ pub struct App {
     parked: Mutex<ParkedTurns<ParkHandle>>,
     conversations: Mutex<ConversationStore<DynStorage>>,
     ids: Mutex<IdSource>,
+    /// Client tool lists made ready for Cursor, reused by every run that declares the same
+    /// tools (locked only to look up or insert, never while encoding).
+    tools: Mutex<ToolCache>,
     runs_started: AtomicUsize,
     /// The management API's throttle and logins in progress.
     management: crate::management::Management,
@@ -259,6 +267,7 @@ impl App {
                 std::time::Instant::now(),
             )),
             ids: Mutex::new(IdSource::new(config.seed)),
+            tools: Mutex::new(ToolCache::new(TOOL_CACHE_LISTS)),
             runs_started: AtomicUsize::new(0),
             pool: Mutex::new(pool),
             upstreams: Mutex::new(upstreams),
@@ -394,6 +403,20 @@ impl App {
     fn next_id(&self, f: impl FnOnce(&mut IdSource) -> String) -> String {
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut ids)
+    }
+
+    /// `tools` made ready for Cursor: from the cache, or encoded now (outside the lock) and
+    /// kept for the next run that declares them.
+    fn prepared_tools(&self, tools: &[cursorpool_core::chat::ToolSpec]) -> Option<PreparedTools> {
+        if tools.is_empty() {
+            return None;
+        }
+        if let Some(hit) = lock(&self.tools).lookup(tools) {
+            return Some(hit);
+        }
+        let made = PreparedTools::new(tools);
+        lock(&self.tools).insert(made.clone());
+        Some(made)
     }
 
     fn child_ids(&self) -> IdSource {
@@ -620,6 +643,7 @@ impl App {
                 self.child_ids(),
             );
             params.config = live.turn.clone();
+            params.prepared_tools = self.prepared_tools(&req.tools);
             let plan = self
                 .conversations
                 .lock()

@@ -50,6 +50,11 @@ const OPS: &[(&str, &str, Op)] = &[
         build_run_request,
     ),
     (
+        "build-run-request-cached",
+        "the same with its tools prepared by an earlier run (the proxy's tool cache: Claude Code declares the same tools on every request)",
+        build_run_request_cached,
+    ),
+    (
         "relay-500-deltas-anthropic",
         "a run's 500 text deltas (+ token deltas, turn end) decoded and rendered as Anthropic SSE",
         relay_anthropic,
@@ -128,8 +133,16 @@ fn encode_tool_schemas(n: u64) -> usize {
 }
 
 fn turn_for(req: &ChatRequest, now: Instant) -> Turn {
+    turn_with(req, now, None)
+}
+
+fn turn_with(
+    req: &ChatRequest,
+    now: Instant,
+    cache: Option<&mut cursorpool_core::turn::ToolCache>,
+) -> Turn {
     let key = ConversationKey::for_request(req, "client");
-    let params = TurnParams::from_chat(
+    let mut params = TurnParams::from_chat(
         req,
         ApiKind::Anthropic,
         &ModelMap::default(),
@@ -137,6 +150,7 @@ fn turn_for(req: &ChatRequest, now: Instant) -> Turn {
         Framing::Run,
         IdSource::new(7),
     );
+    params.prepared_tools = cache.map(|c| c.prepare(&req.tools));
     Turn::new(params, now)
 }
 
@@ -146,6 +160,22 @@ fn build_run_request(n: u64) -> usize {
     let mut bytes = 0;
     for _ in 0..n {
         let mut turn = turn_for(black_box(&req), now);
+        bytes = 0;
+        while let Some(b) = turn.poll_transmit() {
+            bytes += b.len();
+        }
+    }
+    bytes
+}
+
+fn build_run_request_cached(n: u64) -> usize {
+    let req = claude_code();
+    let now = Instant::now();
+    let mut cache = cursorpool_core::turn::ToolCache::new(4);
+    cache.prepare(&req.tools);
+    let mut bytes = 0;
+    for _ in 0..n {
+        let mut turn = turn_with(black_box(&req), now, Some(&mut cache));
         bytes = 0;
         while let Some(b) = turn.poll_transmit() {
             bytes += b.len();

@@ -42,6 +42,7 @@ mod upstream;
 mod usage;
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -49,9 +50,7 @@ use cursorpool_proto::agent_v1 as pb;
 
 use crate::chat::{ReplyEvent, Usage};
 use crate::classify::{Classification, Failure, TransportFailure, classify};
-use crate::client::{
-    self, RequestContextParams, RunAction, RunRequestParams, exec_stream_close, mcp_success,
-};
+use crate::client::{self, RunAction, RunRequestParams, exec_stream_close, mcp_success};
 use crate::connect::envelope::EnvelopeDecoder;
 use crate::ids::IdSource;
 
@@ -60,7 +59,7 @@ pub use framing::Framing;
 pub use params::{ModelMap, ReplyOptions, TurnConfig, TurnParams};
 pub use parked::{DEFAULT_PARK_TTL, ParkId, ParkedTurns};
 pub use prompt::RunInput;
-pub use tools::{PROVIDER, ToolResultInput, wire_name};
+pub use tools::{PROVIDER, PreparedTools, ToolCache, ToolResultInput, wire_name};
 
 use framing::Outbox;
 use stops::StopFilter;
@@ -173,6 +172,13 @@ struct Outstanding {
     exec_id: String,
 }
 
+/// The request context's fields besides the tools.
+#[derive(Debug)]
+struct ContextParts {
+    env: pb::RequestContextEnv,
+    cloud_rule: Option<String>,
+}
+
 /// Smallest timer period, so that a zero in the config cannot make the adapter spin.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -194,9 +200,11 @@ pub struct Turn {
     decoder: EnvelopeDecoder,
     response: Response,
     blobs: BlobStore,
-    tools: ToolTable,
-    /// The answer to every `request_context_args`.
-    context: Box<pb::RequestContext>,
+    /// Shared with the process's [`ToolCache`] and every run declaring the same tools.
+    tools: Arc<ToolTable>,
+    /// What the answer to `request_context_args` carries besides the tools (it is built when
+    /// asked: a parked turn does not hold a copy of every tool definition).
+    context: Box<ContextParts>,
     phase: Phase,
     reply: Reply,
     /// `Start` was emitted for the current reply (what `downstream_started` reports).
@@ -244,15 +252,14 @@ impl Turn {
             crate::chat::ToolChoice::None => &[][..],
             _ => &params.tools[..],
         };
-        let tools = ToolTable::new(declared);
-        let context = Box::new(
-            RequestContextParams {
-                tools: tools.definitions().to_vec(),
-                env: Some(cfg.env.clone()),
-                cloud_rule: params.cloud_rule(),
-            }
-            .into(),
-        );
+        let tools = match &params.prepared_tools {
+            Some(p) if p.is_for(declared) => Arc::clone(p.table()),
+            _ => Arc::new(ToolTable::new(declared)),
+        };
+        let context = Box::new(ContextParts {
+            env: cfg.env.clone(),
+            cloud_rule: params.cloud_rule(),
+        });
         let run_request = client::run_request(RunRequestParams {
             conversation_state: params.conversation_state,
             action: RunAction::UserMessage {

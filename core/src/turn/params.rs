@@ -125,6 +125,9 @@ pub struct TurnParams {
     pub system_prompt: Option<String>,
     /// The client's tools (become `cursorpool-<name>` MCP tools).
     pub tools: Vec<ToolSpec>,
+    /// `tools` already made ready (from a [`super::ToolCache`]); used when it was made from
+    /// exactly `tools`, else the turn makes its own.
+    pub prepared_tools: Option<super::PreparedTools>,
     /// How the client constrains tool use: `None` declares no tools; `Any` / `Tool` add an
     /// instruction to the cloud rule (Cursor has no such switch).
     pub tool_choice: ToolChoice,
@@ -186,6 +189,7 @@ impl TurnParams {
             input,
             system_prompt,
             tools: req.tools.clone(),
+            prepared_tools: None,
             tool_choice: req.tool_choice.clone(),
             cursor_model: models.resolve(&req.model).to_owned(),
             model_parameters: Vec::new(),

@@ -6,7 +6,8 @@
 //! with them. The bare `tool_name` stays the client's name, and is what comes back in `mcp_args`
 //! and maps the call to the client's tool.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 use cursorpool_proto::agent_v1 as pb;
 
@@ -34,7 +35,7 @@ pub struct ToolResultInput {
 }
 
 /// The client's tools, by the names Cursor uses for them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ToolTable {
     definitions: Vec<pb::McpToolDefinition>,
     /// The declared (bare) tool names.
@@ -81,6 +82,94 @@ impl ToolTable {
         }
         let bare = call.name.strip_prefix(PROVIDER)?.strip_prefix('-')?;
         self.declared.get(bare).map(String::as_str)
+    }
+}
+
+/// A client's tool list made ready for Cursor once (see [`ToolCache`]); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PreparedTools {
+    /// The declaration it was made from (what a later request must equal to reuse it).
+    specs: Arc<[ToolSpec]>,
+    table: Arc<ToolTable>,
+}
+
+impl PreparedTools {
+    /// Encodes `specs` (duplicates by name keep the first).
+    pub fn new(specs: &[ToolSpec]) -> Self {
+        Self {
+            specs: specs.into(),
+            table: Arc::new(ToolTable::new(specs)),
+        }
+    }
+
+    /// Whether this was made from exactly `specs`.
+    pub fn is_for(&self, specs: &[ToolSpec]) -> bool {
+        self.specs.len() == specs.len()
+            && self.specs.iter().zip(specs).all(|(a, b)| {
+                a.name == b.name
+                    && a.description == b.description
+                    && a.input_schema == b.input_schema
+            })
+    }
+
+    pub(crate) fn table(&self) -> &Arc<ToolTable> {
+        &self.table
+    }
+}
+
+/// The tool lists of recent runs, made ready for Cursor. Claude Code declares the same two
+/// dozen tools (tens of KB of descriptions and schemas) on every request of every session;
+/// encoding them once instead of per run takes a third off building a run request. Bounded:
+/// the least recently used list is dropped beyond the capacity. No clock, no IO: the adapter
+/// keeps one per process and passes what it prepares in [`super::TurnParams::prepared_tools`].
+#[derive(Debug)]
+pub struct ToolCache {
+    entries: VecDeque<PreparedTools>,
+    capacity: usize,
+}
+
+impl ToolCache {
+    /// A cache of at most `capacity` tool lists.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The prepared form of `specs`, from the cache or made now (and kept).
+    pub fn prepare(&mut self, specs: &[ToolSpec]) -> PreparedTools {
+        if let Some(hit) = self.lookup(specs) {
+            return hit;
+        }
+        let made = PreparedTools::new(specs);
+        self.insert(made.clone());
+        made
+    }
+
+    /// The cached prepared form of `specs`, if any (it becomes the most recently used).
+    pub fn lookup(&mut self, specs: &[ToolSpec]) -> Option<PreparedTools> {
+        let at = self.entries.iter().position(|e| e.is_for(specs))?;
+        let hit = self.entries.remove(at)?;
+        self.entries.push_front(hit.clone());
+        Some(hit)
+    }
+
+    /// Keeps `prepared` as the most recently used list.
+    pub fn insert(&mut self, prepared: PreparedTools) {
+        self.entries.retain(|e| !e.is_for(&prepared.specs));
+        self.entries.push_front(prepared);
+        self.entries.truncate(self.capacity);
+    }
+
+    /// Tool lists held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -157,5 +246,40 @@ mod tests {
             t.client_name(&call("cursorpool", "cursorpool-Nope", "Nope")),
             None
         );
+    }
+
+    #[test]
+    fn an_equal_tool_list_reuses_the_prepared_definitions() {
+        let mut cache = ToolCache::new(4);
+        let a = cache.prepare(&[spec("Read"), spec("Write")]);
+        let b = cache.prepare(&[spec("Read"), spec("Write")]);
+        assert!(Arc::ptr_eq(a.table(), b.table()));
+        assert_eq!(cache.len(), 1);
+        let mut changed = spec("Write");
+        changed.description.push('!');
+        let c = cache.prepare(&[spec("Read"), changed]);
+        assert!(!Arc::ptr_eq(a.table(), c.table()));
+        assert_eq!(cache.len(), 2);
+        assert!(!a.is_for(&[spec("Read")]));
+    }
+
+    #[test]
+    fn the_least_recently_used_list_goes_first_beyond_the_capacity() {
+        let mut cache = ToolCache::new(2);
+        let a = cache.prepare(&[spec("A")]);
+        cache.prepare(&[spec("B")]);
+        // Touching A makes B the oldest.
+        assert!(cache.lookup(&[spec("A")]).is_some());
+        cache.prepare(&[spec("C")]);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.lookup(&[spec("B")]).is_none());
+        let again = cache.lookup(&[spec("A")]).expect("A kept");
+        assert!(Arc::ptr_eq(a.table(), again.table()));
+    }
+
+    #[test]
+    fn a_prepared_table_equals_a_fresh_one() {
+        let specs = [spec("Read"), spec("Read"), spec("Grep")];
+        assert_eq!(**PreparedTools::new(&specs).table(), ToolTable::new(&specs));
     }
 }

@@ -9,8 +9,8 @@ use super::{Held, Outstanding, Phase, Reply, Turn, protocol_violation};
 use crate::chat::{ReplyEvent, StopReason};
 use crate::classify::{Failure, TransportFailure, classify};
 use crate::client::{
-    answer_query, exec_stream_close, get_blob_found, get_blob_not_found, mcp_error, reject_exec,
-    request_context_success, set_blob_error, set_blob_ok,
+    RequestContextParams, answer_query, exec_stream_close, get_blob_found, get_blob_not_found,
+    mcp_error, reject_exec, request_context_success, set_blob_error, set_blob_ok,
 };
 use crate::connect::end_stream;
 use crate::connect::envelope::Frame;
@@ -200,7 +200,11 @@ impl Turn {
     fn on_exec(&mut self, req: ExecRequest, now: Instant) {
         match &req.kind {
             ExecKind::RequestContext(_) => {
-                let ctx = (*self.context).clone();
+                let ctx = RequestContextParams {
+                    tools: self.tools.definitions().to_vec(),
+                    env: Some(self.context.env.clone()),
+                    cloud_rule: self.context.cloud_rule.clone(),
+                };
                 self.send(&request_context_success(req.id, &req.exec_id, ctx));
                 self.send(&exec_stream_close(req.id));
             }
