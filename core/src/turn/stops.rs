@@ -32,13 +32,18 @@ impl StopFilter {
         }
     }
 
-    /// Feeds the next delta.
-    pub(crate) fn push(&mut self, delta: &str) -> Filtered {
+    /// Feeds the next delta (taken by value: without stop sequences it passes through as is,
+    /// no copy per token).
+    pub(crate) fn push(&mut self, delta: String) -> Filtered {
         if self.stops.is_empty() {
-            return Filtered::Pass(delta.to_owned());
+            return Filtered::Pass(delta);
         }
         let mut buf = std::mem::take(&mut self.held);
-        buf.push_str(delta);
+        if buf.is_empty() {
+            buf = delta;
+        } else {
+            buf.push_str(&delta);
+        }
         // The earliest match wins; at the same position, the longest sequence.
         let hit = self
             .stops
@@ -89,7 +94,7 @@ mod tests {
         let mut f = StopFilter::new(&stops);
         let mut out = String::new();
         for d in deltas {
-            match f.push(d) {
+            match f.push((*d).to_owned()) {
                 Filtered::Pass(t) => out.push_str(&t),
                 Filtered::Stop { text, sequence } => {
                     out.push_str(&text);

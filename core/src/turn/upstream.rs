@@ -129,7 +129,7 @@ impl Turn {
             Phase::Running => {}
         }
         self.meter.add_chars(text.len());
-        match self.stops.push(&text) {
+        match self.stops.push(text) {
             Filtered::Pass(t) => {
                 if !t.is_empty() {
                     self.emit(ReplyEvent::TextDelta(t), now);

@@ -16,7 +16,7 @@
 //! `content_block_stop` (blocks are committed only at their stop), so a renderer fed content
 //! before `Start` writes a `message_start` first.
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use serde_json::Map;
 use sha2::{Digest, Sha256};
 
@@ -193,6 +193,27 @@ impl StreamRenderer {
     }
 
     fn delta(&self, delta: WireDelta<'_>, out: &mut BytesMut) {
+        // The per-token events, written directly (the same bytes as the serde form below).
+        let (kind, field, text) = match &delta {
+            WireDelta::Text { text } => ("text_delta", "text", *text),
+            WireDelta::Thinking { thinking } => ("thinking_delta", "thinking", *thinking),
+            _ => ("", "", ""),
+        };
+        if !kind.is_empty() {
+            out.reserve(text.len() + 128);
+            out.put_slice(
+                b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+            );
+            sse::write_u32(out, self.index);
+            out.put_slice(b",\"delta\":{\"type\":\"");
+            out.put_slice(kind.as_bytes());
+            out.put_slice(b"\",\"");
+            out.put_slice(field.as_bytes());
+            out.put_slice(b"\":");
+            sse::write_json_str(out, text);
+            out.put_slice(b"}}\n\n");
+            return;
+        }
         write(
             out,
             &WireEvent::ContentBlockDelta {
@@ -223,4 +244,35 @@ impl StreamRenderer {
 
 fn write(out: &mut BytesMut, event: &WireEvent<'_>) {
     sse::write_event(out, event.name(), event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The hand-written per-token events are byte for byte the serde form.
+        #[test]
+        fn token_deltas_render_as_their_serde_form(text in "(?s).{1,30}", index in 0u32..100_000) {
+            for thinking in [false, true] {
+                let r = StreamRenderer { index, ..StreamRenderer::default() };
+                let delta = if thinking {
+                    WireDelta::Thinking { thinking: &text }
+                } else {
+                    WireDelta::Text { text: &text }
+                };
+                let mut fast = BytesMut::new();
+                r.delta(delta, &mut fast);
+                let delta = if thinking {
+                    WireDelta::Thinking { thinking: &text }
+                } else {
+                    WireDelta::Text { text: &text }
+                };
+                let mut slow = BytesMut::new();
+                write(&mut slow, &WireEvent::ContentBlockDelta { index, delta });
+                prop_assert_eq!(fast, slow);
+            }
+        }
+    }
 }

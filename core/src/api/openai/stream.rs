@@ -34,6 +34,9 @@ pub struct StreamRenderer {
     started: bool,
     finished: bool,
     tool_calls: u32,
+    /// Every chunk's bytes up to its delta's first field (`data: {"id":…,"delta":{"`), made
+    /// once the id and model are known: a token's chunk is this, one string, and a fixed tail.
+    head: Vec<u8>,
 }
 
 impl StreamRenderer {
@@ -48,6 +51,7 @@ impl StreamRenderer {
             started: false,
             finished: false,
             tool_calls: 0,
+            head: Vec::new(),
         }
     }
 
@@ -81,19 +85,11 @@ impl StreamRenderer {
             }
             ReplyEvent::TextDelta(text) if !text.is_empty() => {
                 self.ensure_started(out);
-                let delta = WireDelta {
-                    content: Some(text),
-                    ..WireDelta::default()
-                };
-                self.chunk(delta, None, None, out);
+                self.token_chunk("content", text, out);
             }
             ReplyEvent::ThinkingDelta(text) if !text.is_empty() => {
                 self.ensure_started(out);
-                let delta = WireDelta {
-                    reasoning_content: Some(text),
-                    ..WireDelta::default()
-                };
-                self.chunk(delta, None, None, out);
+                self.token_chunk("reasoning_content", text, out);
             }
             ReplyEvent::ToolCall { id, name, input } => {
                 self.ensure_started(out);
@@ -195,8 +191,64 @@ impl StreamRenderer {
         );
     }
 
+    /// A chunk whose delta is the one string field `field` (a token): the same bytes as
+    /// [`StreamRenderer::chunk`] writes for it, without a serde round per token.
+    fn token_chunk(&mut self, field: &str, text: &str, out: &mut BytesMut) {
+        if self.head.is_empty() {
+            let mut head = BytesMut::new();
+            head.extend_from_slice(b"data: {\"id\":");
+            sse::write_json_str(&mut head, &self.id);
+            head.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+            head.extend_from_slice(self.created.to_string().as_bytes());
+            head.extend_from_slice(b",\"model\":");
+            sse::write_json_str(&mut head, &self.model);
+            head.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":{\"");
+            self.head = head.to_vec();
+        }
+        out.reserve(self.head.len() + field.len() + text.len() + 48);
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(field.as_bytes());
+        out.extend_from_slice(b"\":");
+        sse::write_json_str(out, text);
+        out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+    }
+
     fn done(&mut self, out: &mut BytesMut) {
         out.extend_from_slice(b"data: [DONE]\n\n");
         self.finished = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The hand-written token chunks are byte for byte the serde form.
+        #[test]
+        fn token_chunks_render_as_their_serde_form(
+            text in "(?s).{1,30}",
+            id in "(?s).{0,12}",
+            model in "(?s).{0,12}",
+            created in any::<u64>(),
+        ) {
+            let mut r = StreamRenderer::new(created, false);
+            r.id = id;
+            r.model = model;
+            for reasoning in [false, true] {
+                let mut fast = BytesMut::new();
+                let field = if reasoning { "reasoning_content" } else { "content" };
+                r.token_chunk(field, &text, &mut fast);
+                let delta = if reasoning {
+                    WireDelta { reasoning_content: Some(&text), ..WireDelta::default() }
+                } else {
+                    WireDelta { content: Some(&text), ..WireDelta::default() }
+                };
+                let mut slow = BytesMut::new();
+                r.chunk(delta, None, None, &mut slow);
+                prop_assert_eq!(fast, slow);
+            }
+        }
     }
 }
