@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cursorpool_core::api::{self, ApiError, ErrorType, anthropic, openai};
 use cursorpool_core::chat::{ApiKind, ChatRequest, ReplyEvent};
 use cursorpool_core::classify::Classification;
@@ -32,7 +32,7 @@ use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::body::{self, HttpResponse, ResponseBody};
+use crate::body::{HttpResponse, ResponseBody};
 use crate::persist::AuthDir;
 use crate::relay::{Control, EVENT_DEPTH, EventReceiver, Outcome, Relay, RunCall};
 use crate::request_log::RequestLog;
@@ -41,9 +41,6 @@ use crate::upstream::{Pairing, Platform, Upstream, UpstreamError};
 /// Distinct client tool lists kept ready (Claude Code sends one list per version and set of
 /// MCP servers; a few lists cover a team).
 const TOOL_CACHE_LISTS: usize = 16;
-
-/// Rendered bytes above which waiting events are not folded into the same write.
-const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// Largest answer read from a token refresh call.
 const REFRESH_ANSWER_LIMIT: usize = 64 * 1024;
@@ -1045,56 +1042,21 @@ impl App {
                 Err(c) => error_response(api, &ApiError::from(&c)),
             };
         }
-        let (tx, body) = body::channel(16);
-        let app = self.clone();
-        let log = log.clone();
-        self.platform.spawn(Box::pin(async move {
-            let mut anthropic_r = anthropic::StreamRenderer::new();
-            let mut openai_r = openai::StreamRenderer::for_request(&req, created);
-            let mut out = BytesMut::new();
-            let mut next = Some(first);
-            while let Some(ev) = match next.take() {
-                Some(ev) => Some(ev),
-                None => events.recv().await.ok(),
-            } {
-                let mut end = false;
-                let mut ev = Some(ev);
-                // Render this event and every one already waiting: one write per burst, and
-                // the first token never waits for a later one.
-                while let Some(e) = ev.take() {
-                    match e {
-                        TurnEvent::Reply(r) => {
-                            note_reply(&log, &r);
-                            match api {
-                                ApiKind::Anthropic => anthropic_r.handle(&r, &mut out),
-                                ApiKind::OpenAi => openai_r.handle(&r, &mut out),
-                            }
-                            end = matches!(r, ReplyEvent::Error(_));
-                        }
-                        TurnEvent::Parked { tool_use_ids } => {
-                            app.park(&client_key, &account, &req, &tool_use_ids, control.clone());
-                            end = true;
-                        }
-                        TurnEvent::Finished { .. } | TurnEvent::Failed { .. } => end = true,
-                        TurnEvent::UpstreamClose => {}
-                    }
-                    if !end && out.len() < COALESCE_LIMIT {
-                        ev = events.try_recv().ok();
-                    }
-                }
-                if !out.is_empty() && tx.send(out.split().freeze()).await.is_err() {
-                    // The client went away: dropping `events` tells the run.
-                    log.finish(crate::request_log::CLIENT_GONE);
-                    return;
-                }
-                if end {
-                    log.finish(200);
-                    return;
-                }
-            }
-            log.finish(200);
-        }));
-        let mut resp = Response::new(ResponseBody::Stream(body));
+        let body = crate::sse_reply::SseReply::new(
+            api,
+            created,
+            crate::sse_reply::Owner {
+                app: self.clone(),
+                client_key,
+                account,
+                request: req,
+                control,
+            },
+            first,
+            events,
+            log.clone(),
+        );
+        let mut resp = Response::new(ResponseBody::Stream(Box::pin(body)));
         *resp.status_mut() = StatusCode::OK;
         let h = resp.headers_mut();
         h.insert(
@@ -1129,7 +1091,7 @@ impl App {
         }
     }
 
-    fn park(
+    pub(crate) fn park(
         &self,
         client_key: &str,
         account: &str,
@@ -1197,7 +1159,7 @@ fn models_api(headers: &HeaderMap) -> ApiKind {
 }
 
 /// Notes what the request log needs of a reply event: its usage, or its failure.
-fn note_reply(log: &RequestLog, r: &ReplyEvent) {
+pub(crate) fn note_reply(log: &RequestLog, r: &ReplyEvent) {
     match r {
         ReplyEvent::Stop { usage, .. } => log.set_usage(*usage),
         ReplyEvent::Error(c) => log.set_error(c.kind),

@@ -1,27 +1,29 @@
-//! Response bodies: complete (JSON answers, errors) or streamed from a channel (SSE). The task
-//! rendering a stream pushes bytes; the adapter's HTTP server pulls them. When the client goes
-//! away the server drops the receiver, the channel closes, and the rendering task's next send
-//! fails — that is how a disconnect reaches the turn.
+//! Response bodies: complete (JSON answers, errors) or streamed (SSE). The adapter's HTTP
+//! server pulls a stream's chunks as the socket takes them (see [`crate::sse_reply`]); when the
+//! client goes away the server drops the stream — that is how a disconnect reaches the turn.
+
+use std::pin::Pin;
 
 use bytes::Bytes;
 
-/// The sending half of a streamed body: `send` fails once the client is gone.
-pub type BodySender = async_channel::Sender<Bytes>;
-/// The receiving half of a streamed body.
-pub type BodyReceiver = async_channel::Receiver<Bytes>;
-
-/// A streamed body. `depth` bounds how far rendering may run ahead of the socket.
-pub fn channel(depth: usize) -> (BodySender, BodyReceiver) {
-    async_channel::bounded(depth)
-}
+/// A streamed body: chunks until the end of the reply.
+pub type BodyReceiver = Pin<Box<dyn futures_lite::Stream<Item = Bytes> + Send + Sync>>;
 
 /// Either a complete body or a streamed one.
-#[derive(Debug)]
 pub enum ResponseBody {
     /// Known in full.
     Full(Bytes),
     /// Streamed (SSE).
     Stream(BodyReceiver),
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Full(b) => f.debug_tuple("Full").field(&b.len()).finish(),
+            Self::Stream(_) => f.write_str("Stream"),
+        }
+    }
 }
 
 impl ResponseBody {

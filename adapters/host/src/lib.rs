@@ -22,6 +22,7 @@ pub mod relay;
 pub mod reload;
 pub mod request_log;
 pub mod serve;
+mod sse_reply;
 mod status_page;
 pub mod tasks;
 pub mod upstream;

@@ -71,9 +71,11 @@ pub struct Outcome {
     pub checkpoint: Option<Bytes>,
     /// Usage of a run that finished (`None`: it failed).
     pub usage: Option<Usage>,
-    /// A failure delivered to a reader after the run's first event (mid-answer, or in a
-    /// resumed reply): the one the first-event check never saw. `None` when the run finished,
-    /// failed on its very first event, or failed because nobody read its reply any more.
+    /// A failure after the run's first event (mid-answer, or in a resumed reply): the one the
+    /// first-event check never saw, whether or not the reader was still there to get it (a
+    /// reply ends at its error event, and its reader may leave before the run's own end). `None`
+    /// when the run finished, was canceled (the reader left: that is not a failure) or failed
+    /// on its very first event.
     pub late_failure: Option<Classification>,
 }
 
@@ -110,7 +112,6 @@ impl Relay {
 
     /// Forwards one event; `false` when nobody reads the current reply any more.
     pub async fn forward(&mut self, ev: TurnEvent) -> bool {
-        let mut failure = None;
         match &ev {
             TurnEvent::UpstreamClose => {
                 self.close_requested = true;
@@ -122,16 +123,12 @@ impl Relay {
                 self.usage = Some(*usage);
             }
             TurnEvent::Failed { classification, .. } if self.forwarded > 0 => {
-                failure = Some(classification.clone());
+                self.late_failure = Some(classification.clone());
             }
             _ => {}
         }
         self.forwarded += 1;
-        let delivered = self.events.send(ev).await.is_ok();
-        if delivered && failure.is_some() {
-            self.late_failure = failure;
-        }
-        delivered
+        self.events.send(ev).await.is_ok()
     }
 
     /// Forwards every event the turn has queued. When the reader is gone mid-reply the turn

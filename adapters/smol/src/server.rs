@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cursorpool_host::app::{App, BodyError};
 use cursorpool_host::body::{BodyReceiver, ResponseBody};
+use futures_lite::FutureExt as _;
 use futures_lite::io::{AsyncBufRead, AsyncRead, AsyncReadExt as _};
-use futures_lite::{FutureExt as _, Stream};
 use smol::net::{TcpListener, TcpStream};
 
 /// How long in-flight replies may take to finish after shutdown was asked for.
@@ -175,7 +175,7 @@ impl Drop for InFlight {
 /// stops.
 struct Reply {
     current: Bytes,
-    rest: Option<Pin<Box<BodyReceiver>>>,
+    rest: Option<BodyReceiver>,
     _guard: InFlight,
 }
 
@@ -191,7 +191,7 @@ impl Reply {
     fn stream(rx: BodyReceiver, guard: InFlight) -> Self {
         Self {
             current: Bytes::new(),
-            rest: Some(Box::pin(rx)),
+            rest: Some(rx),
             _guard: guard,
         }
     }

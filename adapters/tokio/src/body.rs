@@ -7,24 +7,34 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use cursorpool_host::app::BodyError;
 use cursorpool_host::body::{BodyReceiver, ResponseBody};
-use futures_lite::Stream as _;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
 /// A host response body as hyper writes it.
-#[derive(Debug)]
 pub enum HyperBody {
     /// Known in full (taken on the first poll).
     Full(Option<Bytes>),
     /// Streamed: when hyper drops it (client gone) the channel closes and the renderer stops.
-    Stream(Pin<Box<BodyReceiver>>),
+    Stream(BodyReceiver),
+}
+
+impl std::fmt::Debug for HyperBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Full(b) => f
+                .debug_tuple("Full")
+                .field(&b.as_ref().map(Bytes::len))
+                .finish(),
+            Self::Stream(_) => f.write_str("Stream"),
+        }
+    }
 }
 
 impl From<ResponseBody> for HyperBody {
     fn from(b: ResponseBody) -> Self {
         match b {
             ResponseBody::Full(b) => Self::Full(Some(b)),
-            ResponseBody::Stream(rx) => Self::Stream(Box::pin(rx)),
+            ResponseBody::Stream(rx) => Self::Stream(rx),
         }
     }
 }
