@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cursorpool_host::app::{App, AppConfig};
+pub use cursorpool_host::live::LiveCounts;
 use cursorpool_sim::model::{
     AccountConfig, AccountCounters, Counters, Fault, FaultRule, FaultRuns, Quota, SimConfig,
 };
@@ -83,6 +84,8 @@ pub struct Options {
     pub tls: bool,
     /// Changes to the proxy's configuration (after the harness filled it in).
     pub configure: Option<fn(&mut AppConfig)>,
+    /// The sim's server heartbeat interval (default: Cursor's 5 s).
+    pub heartbeat_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -96,6 +99,7 @@ impl Default for Options {
             token_interval: Duration::ZERO,
             tls: false,
             configure: None,
+            heartbeat_interval: None,
         }
     }
 }
@@ -214,6 +218,9 @@ impl Harness {
             chunk_chars: opts.chunk_chars,
             token_interval: opts.token_interval,
             faults: opts.faults.clone(),
+            heartbeat_interval: opts
+                .heartbeat_interval
+                .unwrap_or(SimConfig::default().heartbeat_interval),
             ..SimConfig::default()
         };
         let mut server_config = ServerConfig::new(sim_config);
@@ -277,6 +284,25 @@ impl Harness {
             .unwrap_or_default()
     }
 
+    /// What the proxy holds alive now (tasks, runs, parked calls, upstream connections).
+    pub fn live(&self) -> LiveCounts {
+        self.app.live()
+    }
+
+    /// The live counts to come back to: taken once the server answers (its own tasks run).
+    pub async fn baseline(&self) -> LiveCounts {
+        let r = self.get("/", &[]).await;
+        assert_eq!(r.status, 200, "the proxy answers: {}", r.text());
+        self.live()
+    }
+
+    /// Waits (bounded by [`SETTLE_LIMIT`]) until the proxy holds nothing beyond `baseline`:
+    /// no more tasks, no run, no parked call, no upstream connection outside its pool. Panics
+    /// with the counts when it does not settle: something leaked.
+    pub async fn assert_settled(&self, baseline: &LiveCounts, what: &str) -> LiveCounts {
+        settled(&self.app, baseline, what).await
+    }
+
     /// Stops the proxy (the in-flight replies get a bounded drain) and the sim.
     pub async fn shutdown(mut self) {
         if let Some(proxy) = self.proxy.take() {
@@ -308,6 +334,36 @@ impl Harness {
         let mut client = Client::connect(self.addr).await;
         client.send("GET", path, headers, Bytes::new()).await
     }
+}
+
+/// Bound on waiting for a proxy to release what a scenario held (bounded polling; never a
+/// timing assertion: a healthy proxy settles in milliseconds).
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits (bounded by [`SETTLE_LIMIT`]) until `app` holds nothing beyond `baseline`; panics with
+/// the counts otherwise.
+pub async fn settled(app: &App, baseline: &LiveCounts, what: &str) -> LiveCounts {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let now = app.live();
+        if now.settled_to(baseline) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: leaked after {SETTLE_LIMIT:?}: {now:?} (baseline {baseline:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The test process's resident set size in KiB (`/proc/self/status`), where the OS says.
+pub fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// One HTTP/1.1 keep-alive connection to the proxy.

@@ -10,6 +10,8 @@ pub mod auth_sync;
 pub mod body;
 pub mod cli;
 pub mod client_auth;
+pub mod conn_watch;
+pub mod live;
 pub mod login;
 mod management;
 pub mod persist;

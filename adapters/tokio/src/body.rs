@@ -7,13 +7,21 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use cursorpool_host::app::BodyError;
 use cursorpool_host::body::{BodyReceiver, ResponseBody};
+use cursorpool_host::conn_watch::RequestGuard;
 use futures_lite::Stream as _;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
-/// A host response body as hyper writes it.
+/// A host response body as hyper writes it, with the request's connection-watch guard held
+/// until hyper is done with it (written, or dropped when the client went away).
 #[derive(Debug)]
-pub enum HyperBody {
+pub struct HyperBody {
+    inner: Inner,
+    _request: Option<RequestGuard>,
+}
+
+#[derive(Debug)]
+enum Inner {
     /// Known in full (taken on the first poll).
     Full(Option<Bytes>),
     /// Streamed: when hyper drops it (client gone) the channel closes and the renderer stops.
@@ -22,10 +30,22 @@ pub enum HyperBody {
 
 impl From<ResponseBody> for HyperBody {
     fn from(b: ResponseBody) -> Self {
-        match b {
-            ResponseBody::Full(b) => Self::Full(Some(b)),
-            ResponseBody::Stream(rx) => Self::Stream(Box::pin(rx)),
+        let inner = match b {
+            ResponseBody::Full(b) => Inner::Full(Some(b)),
+            ResponseBody::Stream(rx) => Inner::Stream(Box::pin(rx)),
+        };
+        Self {
+            inner,
+            _request: None,
         }
+    }
+}
+
+impl HyperBody {
+    /// The body, holding `request` (the connection counts it in flight) until dropped.
+    pub fn guarded(mut self, request: RequestGuard) -> Self {
+        self._request = Some(request);
+        self
     }
 }
 
@@ -37,9 +57,9 @@ impl Body for HyperBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.get_mut() {
-            Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream(rx) => match rx.as_mut().poll_next(cx) {
+        match &mut self.get_mut().inner {
+            Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Stream(rx) => match rx.as_mut().poll_next(cx) {
                 Poll::Ready(Some(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
@@ -48,14 +68,14 @@ impl Body for HyperBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, Self::Full(None))
+        matches!(self.inner, Inner::Full(None))
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            Self::Full(None) => SizeHint::with_exact(0),
-            Self::Stream(_) => SizeHint::default(),
+        match &self.inner {
+            Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::Stream(_) => SizeHint::default(),
         }
     }
 }
