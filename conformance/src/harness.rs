@@ -86,6 +86,10 @@ pub struct Options {
     pub configure: Option<fn(&mut AppConfig)>,
     /// The sim's server heartbeat interval (default: Cursor's 5 s).
     pub heartbeat_interval: Option<Duration>,
+    /// Lifetime of the tokens the sim issues (default: an hour).
+    pub token_ttl: Option<Duration>,
+    /// The proxy's state directory (default: conversations in memory only).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -100,6 +104,8 @@ impl Default for Options {
             tls: false,
             configure: None,
             heartbeat_interval: None,
+            token_ttl: None,
+            state_dir: None,
         }
     }
 }
@@ -221,6 +227,7 @@ impl Harness {
             heartbeat_interval: opts
                 .heartbeat_interval
                 .unwrap_or(SimConfig::default().heartbeat_interval),
+            token_ttl: opts.token_ttl.unwrap_or(SimConfig::default().token_ttl),
             ..SimConfig::default()
         };
         let mut server_config = ServerConfig::new(sim_config);
@@ -250,6 +257,7 @@ impl Harness {
             upstream_root_pem: sim.cert_pem().map(|p| p.as_bytes().to_vec()),
             accounts,
             seed: 11,
+            state_dir: opts.state_dir.clone(),
             ..cli::demo_config()
         };
         if let Some(configure) = opts.configure {
