@@ -394,6 +394,11 @@ impl Client {
         Self { addr, sender }
     }
 
+    /// Whether the server closed this keep-alive connection (e.g. its idle timeout).
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// POSTs a JSON body with both APIs' headers (the proxy routes by path).
     pub async fn post(&mut self, path: &str, body: Bytes) -> Response {
         self.send(

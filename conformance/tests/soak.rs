@@ -191,6 +191,11 @@ async fn conversation(h: Arc<Harness>, i: u64, deadline: Instant, tally: Arc<Tal
             tally.disconnects.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        // A kept-alive connection the server closed (idle while this conversation waited on
+        // another socket) is replaced, as HTTP clients do.
+        if client.is_closed() {
+            client = Client::connect(h.addr).await;
+        }
         let r = client.post(path, Bytes::from(body.to_string())).await;
         tally.bytes.fetch_add(r.body.len() as u64, Ordering::Relaxed);
         match classify(&r, openai, i, &question, lorem) {
