@@ -2,14 +2,15 @@
 //! by an arbitrary script of upstream messages, client requests (new messages, tool results,
 //! right or wrong), disconnects, transport failures and time jumps. The model does what the
 //! host does with core's types: a new message abandons the conversation's parked runs, tool
-//! results take the parked run out of [`ParkedTurns`] by (client key, tool-use ids) and resume
+//! results take the parked run out of [`ParkedTurns`] by (client and conversation, tool-use
+//! ids) and resume
 //! it (a refused resume closes it and starts a new run), a turn that parks is registered, one
 //! that ends is forgotten, and expired parks are closed.
 //!
 //! Invariants checked after every step: no panic; never more than one live run per
 //! conversation; every parked entry holds a live turn and every live parked turn is reachable
-//! through the registry (no orphan); nothing is emitted after a run's terminal event; a client
-//! never resumes another client's run. At the end, time alone closes every run and empties
+//! through the registry (no orphan); nothing is emitted after a run's terminal event; a request
+//! never resumes another client's or another conversation's run. At the end, time alone closes every run and empties
 //! the registry: every parked stream is eventually closed.
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +39,12 @@ const CONVERSATIONS: u8 = 3;
 
 /// A conversation: (client index, conversation index).
 type Conv = (usize, u8);
+
+/// Whose parks a request of `conv` may resume: its client's, in its conversation (as the
+/// host scopes them).
+fn scope(conv: Conv) -> String {
+    format!("{}/{}", CLIENTS[conv.0], conv.1)
+}
 
 /// One upstream run the model drives.
 struct Run {
@@ -146,11 +153,12 @@ impl Model {
             r.turn.handle_client_gone(self.now);
         }
         if let Some((mask, bogus)) = picks {
-            // The ids of a parked call of this conversation (another client's count as bogus).
+            // The ids of every parked call (another conversation's or client's count as bogus:
+            // the same tool-call id may well come from Cursor in two conversations).
             let known: Vec<String> = self
                 .runs
                 .values()
-                .filter(|r| r.conv.1 == conv.1 && !r.ended)
+                .filter(|r| !r.ended)
                 .flat_map(|r| r.parked_ids.clone())
                 .collect();
             let mut ids: Vec<String> = known
@@ -163,10 +171,10 @@ impl Model {
                 ids.push("toolu_bogus".into());
             }
             if !ids.is_empty()
-                && let Some(run) = self.parked.take_for(CLIENTS[conv.0], &ids)
+                && let Some(run) = self.parked.take_for(&scope(conv), &ids)
             {
                 let r = self.runs.get_mut(&run).expect("a parked entry names a run");
-                assert_eq!(r.conv.0, conv.0, "a client resumed another client's run");
+                assert_eq!(r.conv, conv, "a request resumed another conversation's run");
                 let results = ids
                     .iter()
                     .map(|id| ToolResultInput {
@@ -199,12 +207,12 @@ impl Model {
                         r.parked_ids.clone_from(&tool_use_ids);
                         if !r.turn.is_done() {
                             let parked = self.parked.park_with_ids(
-                                CLIENTS[r.conv.0],
+                                &scope(r.conv),
                                 tool_use_ids,
                                 *id,
                                 self.now,
                             );
-                            assert!(parked.is_ok(), "tool-use ids are unique per client");
+                            assert!(parked.is_ok(), "one park per conversation at a time");
                         }
                     }
                     TurnEvent::Finished { .. } | TurnEvent::Failed { .. } => r.ended = true,

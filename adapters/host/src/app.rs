@@ -494,7 +494,7 @@ impl App {
                 .parked
                 .lock()
                 .ok()
-                .and_then(|mut p| p.take_for(&client_key, &ids));
+                .and_then(|mut p| p.take_for(&park_scope(&client_key, &req), &ids));
             if let Some(handle) = handle {
                 let (events_tx, events_rx) = async_channel::bounded(EVENT_DEPTH);
                 let (done_tx, done_rx) = async_channel::bounded(1);
@@ -1049,7 +1049,7 @@ impl App {
                 return;
             }
             let _ = p.park_with_ids(
-                client_key,
+                &park_scope(client_key, req),
                 tool_use_ids.to_vec(),
                 ParkHandle {
                     control,
@@ -1103,6 +1103,16 @@ struct AttemptParts {
     headers: HeaderMap,
     append_headers: Option<HeaderMap>,
     framing: Framing,
+}
+
+/// Whose parked tool calls a request may resume: its client's and its conversation's (two
+/// conversations of one client may well see the same tool-call id from Cursor; neither may
+/// take the other's results).
+fn park_scope(client_key: &str, req: &ChatRequest) -> String {
+    format!(
+        "{client_key}/{}",
+        ConversationKey::for_request(req, client_key).id()
+    )
 }
 
 /// Who the client is, for isolation: its API key (hashed, never kept in clear).
