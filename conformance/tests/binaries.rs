@@ -33,7 +33,10 @@ impl Drop for Running {
 
 impl Running {
     fn pid(&self) -> String {
-        self.0.as_ref().map(|c| c.id().to_string()).unwrap_or_default()
+        self.0
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .unwrap_or_default()
     }
 
     fn signal(&self, sig: &str) {
@@ -238,10 +241,7 @@ async fn sigterm_finishes_the_in_flight_stream_and_refuses_new_connections() {
         assert_eq!(status.code(), Some(0), "{err}");
         let state = dir.join("state");
         let saved = files(&state);
-        assert!(
-            saved.iter().any(|p| p.ends_with("pool.json")),
-            "{saved:?}"
-        );
+        assert!(saved.iter().any(|p| p.ends_with("pool.json")), "{saved:?}");
         assert!(saved.len() >= 2, "the conversation is saved: {saved:?}");
         assert_eq!(sim.counters().total.turns_completed, 1);
         for p in &saved {
@@ -299,7 +299,10 @@ async fn sigkill_mid_stream_keeps_stored_conversations_and_credentials() {
         let conversations = dir.join("state/conversations");
         let deadline = Instant::now() + Duration::from_secs(30);
         while files(&conversations).is_empty() {
-            assert!(Instant::now() < deadline, "the conversation was never stored");
+            assert!(
+                Instant::now() < deadline,
+                "the conversation was never stored"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // A second conversation is mid-stream when the process is killed.

@@ -130,7 +130,17 @@ fn options(kind: Kind, phase: Phase) -> Options {
         opts.initial_window = Some(16 * 1024);
     }
     let account = (phase == Phase::BeforeFirstByte).then(|| "sick".to_owned());
-    match (phase, kind.fault(if phase == Phase::AfterFirstByte { 30 } else { 0 }, phase)) {
+    match (
+        phase,
+        kind.fault(
+            if phase == Phase::AfterFirstByte {
+                30
+            } else {
+                0
+            },
+            phase,
+        ),
+    ) {
         (_, None) => {}
         (Phase::WhileParked, Some(f)) => opts.faults.push(FaultRule {
             account,
@@ -272,7 +282,7 @@ async fn every_upstream_fault_in_every_phase_is_handled_without_leaks() {
         for kind in Kind::ALL {
             // Each scenario under the test bound (a hung proxy fails it, never CI).
             let outcome = bounded(scenario(kind, phase)).await;
-            println!(
+            eprintln!(
                 "fault-matrix: {} | {kind:?} | {phase:?} | {outcome} | leaks 0",
                 support::Target::current().binary()
             );

@@ -21,8 +21,8 @@ use cursorpool_tokio::app::AppConfig;
 use cursorpool_tokio::persist::AuthDir;
 use serde_json::json;
 use support::{
-    CLIENT_KEY, Client, Harness, Options, ProxyAccount, Response, anthropic_text_request,
-    bounded, openai_text_request,
+    CLIENT_KEY, Client, Harness, Options, ProxyAccount, Response, anthropic_text_request, bounded,
+    openai_text_request,
 };
 
 const SECRET: &str = "mgmt-secret-never-logged";
@@ -227,7 +227,10 @@ async fn no_secret_reaches_a_log_a_response_or_a_loose_file() {
                 &h,
                 "POST",
                 "/v1/messages",
-                &[("x-api-key", "sk-wrong"), ("content-type", "application/json")],
+                &[
+                    ("x-api-key", "sk-wrong"),
+                    ("content-type", "application/json"),
+                ],
                 anthropic_text_request("hi", false).to_string(),
             )
             .await,
@@ -263,20 +266,27 @@ async fn no_secret_reaches_a_log_a_response_or_a_loose_file() {
             state_files.iter().any(|p| p.ends_with("pool.json")),
             "{state_files:?}"
         );
-        assert!(state_files.len() >= 2, "conversations were stored: {state_files:?}");
+        assert!(
+            state_files.len() >= 2,
+            "conversations were stored: {state_files:?}"
+        );
         for p in files(&auth).iter().chain(&state_files) {
             let mode = std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{} is {mode:o}", p.display());
         }
         h.shutdown().await;
 
-        let logged = String::from_utf8_lossy(&log.lock().unwrap_or_else(|p| p.into_inner()))
-            .into_owned();
+        let logged =
+            String::from_utf8_lossy(&log.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
         assert!(
             logged.contains("TRACE") && logged.contains("DEBUG"),
             "the subscriber captured every level"
         );
-        for line in ["starting upstream run", "access token refreshed", "run failed"] {
+        for line in [
+            "starting upstream run",
+            "access token refreshed",
+            "run failed",
+        ] {
             assert!(logged.contains(line), "the scenario was logged: {line:?}");
         }
         let answered = seen.text();
@@ -293,7 +303,7 @@ async fn no_secret_reaches_a_log_a_response_or_a_loose_file() {
                 }
             }
         }
-        println!(
+        eprintln!(
             "secrets: {} log bytes and {} response bytes scanned for {} secrets: 0 found",
             logged.len(),
             answered.len(),

@@ -197,7 +197,9 @@ async fn conversation(h: Arc<Harness>, i: u64, deadline: Instant, tally: Arc<Tal
             client = Client::connect(h.addr).await;
         }
         let r = client.post(path, Bytes::from(body.to_string())).await;
-        tally.bytes.fetch_add(r.body.len() as u64, Ordering::Relaxed);
+        tally
+            .bytes
+            .fetch_add(r.body.len() as u64, Ordering::Relaxed);
         match classify(&r, openai, i, &question, lorem) {
             Ok(true) => tally.complete.fetch_add(1, Ordering::Relaxed),
             Ok(false) => tally.errors.fetch_add(1, Ordering::Relaxed),
@@ -320,7 +322,7 @@ async fn a_thousand_concurrent_conversations_under_faults_lose_nothing() {
             errors == 0 || c.faults_injected > 0,
             "errors only where faults were injected"
         );
-        println!(
+        eprintln!(
             "soak: {} | {conversations} concurrent conversations for {:.0} s | {} requests: \
              {complete} complete and exact, {errors} clean errors, {disconnects} client \
              disconnects, 0 lost or corrupted | {} fault rules, {} faults met upstream, {} \

@@ -90,7 +90,7 @@ impl Model {
             ApiKind::Anthropic,
             &ModelMap::default(),
             format!("{conv:?}"),
-            if self.next % 2 == 0 {
+            if self.next.is_multiple_of(2) {
                 Framing::Run
             } else {
                 Framing::BidiAppend {
@@ -315,10 +315,7 @@ fn upstream_message(s: &mut Script<'_>, out: &mut BytesMut) {
             return;
         }
         _ => {
-            let _ = encode_end_stream(
-                br#"{"error":{"code":"unavailable","message":"x"}}"#,
-                out,
-            );
+            let _ = encode_end_stream(br#"{"error":{"code":"unavailable","message":"x"}}"#, out);
             return;
         }
     };
@@ -394,5 +391,9 @@ pub fn conversations(data: &[u8]) {
         m.check();
     }
     assert!(m.runs.is_empty(), "{} runs never closed", m.runs.len());
-    assert!(m.parked.is_empty(), "{} parked entries left", m.parked.len());
+    assert!(
+        m.parked.is_empty(),
+        "{} parked entries left",
+        m.parked.len()
+    );
 }

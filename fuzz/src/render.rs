@@ -87,7 +87,10 @@ fn reply(s: &mut Script<'_>) -> (Vec<ReplyEvent>, Sent) {
 /// `(event name, data)` of each SSE block; panics on a block without `data:`.
 fn sse(bytes: &[u8]) -> Vec<(Option<String>, String)> {
     let text = std::str::from_utf8(bytes).expect("SSE is UTF-8");
-    assert!(text.is_empty() || text.ends_with("\n\n"), "unterminated event");
+    assert!(
+        text.is_empty() || text.ends_with("\n\n"),
+        "unterminated event"
+    );
     let mut out = Vec::new();
     for block in text.split("\n\n").filter(|b| !b.is_empty()) {
         let mut event = None;
@@ -229,7 +232,10 @@ fn check_openai(events: &[ReplyEvent], sent: &Sent) {
     for (a, (_, _, input)) in args.iter().zip(&sent.tools) {
         assert_eq!(&json(a), &Value::Object(input.clone()));
     }
-    assert_eq!(error, sent.failed, "an error chunk exactly when the reply failed");
+    assert_eq!(
+        error, sent.failed,
+        "an error chunk exactly when the reply failed"
+    );
     if !sent.failed {
         assert!(done, "a finished stream ends with [DONE]");
     }

@@ -281,16 +281,16 @@ impl App {
     /// What the proxy holds alive now: tasks, runs, parked tool calls, upstream connections
     /// (tests check each returns to its baseline after a scenario).
     pub fn live(&self) -> crate::live::LiveCounts {
-        let upstream = lock(&self.upstreams).values().fold(
-            crate::live::Connections::default(),
-            |acc, u| {
-                let c = u.connections();
-                crate::live::Connections {
-                    open: acc.open + c.open,
-                    pooled: acc.pooled + c.pooled,
-                }
-            },
-        );
+        let upstream =
+            lock(&self.upstreams)
+                .values()
+                .fold(crate::live::Connections::default(), |acc, u| {
+                    let c = u.connections();
+                    crate::live::Connections {
+                        open: acc.open + c.open,
+                        pooled: acc.pooled + c.pooled,
+                    }
+                });
         crate::live::LiveCounts {
             tasks: self.tasks.get(),
             runs: self.live_runs.get(),

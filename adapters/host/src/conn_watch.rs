@@ -310,7 +310,10 @@ mod tests {
     fn a_complete_head_within_the_limit_passes_even_split_across_reads() {
         let t = Instant::now();
         let w = ConnWatch::new(limits(), t);
-        assert_eq!(w.on_read(b"GET / HTTP/1.1\r\nhost: a\r", t), ReadVerdict::Pass);
+        assert_eq!(
+            w.on_read(b"GET / HTTP/1.1\r\nhost: a\r", t),
+            ReadVerdict::Pass
+        );
         assert_eq!(w.on_read(b"\n\r\n", t), ReadVerdict::Pass);
         // The body that follows is not head.
         assert_eq!(w.on_read(&[b'x'; 500], t), ReadVerdict::Pass);
