@@ -344,6 +344,35 @@ impl Harness {
     }
 }
 
+/// The conductor without rests: every request meets the upstream again, so a test that checks
+/// how each failure *maps* onto the client's API sees the same failure on every request, and a
+/// load test keeps every account in rotation whatever fails. (With the default policy a failed
+/// account rests and the next request is answered by the conductor instead; `e2e_conductor.rs`
+/// covers that.)
+pub fn no_rests(c: &mut AppConfig) {
+    c.pool.cooldown = cursorpool_core::conductor::CooldownPolicy {
+        quota_initial: Duration::ZERO,
+        quota_max: Duration::ZERO,
+        forbidden: Duration::ZERO,
+        short: Duration::ZERO,
+        refresh_retry: Duration::ZERO,
+    };
+}
+
+/// Every file below `dir` (recursively; nothing when it does not exist).
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_below(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Bound on waiting for a proxy to release what a scenario held (bounded polling; never a
 /// timing assertion: a healthy proxy settles in milliseconds).
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
@@ -379,6 +408,7 @@ pub fn rss_kib() -> Option<u64> {
 pub struct Client {
     addr: SocketAddr,
     sender: SendRequest<Full<Bytes>>,
+    limit: Duration,
 }
 
 impl Client {
@@ -391,7 +421,17 @@ impl Client {
             .await
             .expect("HTTP/1.1 handshake");
         tokio::spawn(conn);
-        Self { addr, sender }
+        Self {
+            addr,
+            sender,
+            limit: REQUEST_LIMIT,
+        }
+    }
+
+    /// The same connection with another bound on each exchange (e.g. under heavy load).
+    pub fn with_limit(mut self, limit: Duration) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// Whether the server closed this keep-alive connection (e.g. its idle timeout).
@@ -447,9 +487,10 @@ impl Client {
                 body,
             }
         };
-        match tokio::time::timeout(REQUEST_LIMIT, exchange).await {
+        let limit = self.limit;
+        match tokio::time::timeout(limit, exchange).await {
             Ok(r) => r,
-            Err(_) => panic!("{method} {path}: no complete response within {REQUEST_LIMIT:?}"),
+            Err(_) => panic!("{method} {path}: no complete response within {limit:?}"),
         }
     }
 }

@@ -114,19 +114,6 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).expect("stat").permissions().mode() & 0o777
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// Opens a streamed request on a raw socket and reads until the first text delta.
 async fn start_stream(addr: SocketAddr, prompt: &str) -> (tokio::net::TcpStream, Vec<u8>) {
     let mut body = anthropic_text_request(prompt, true);
@@ -240,7 +227,7 @@ async fn sigterm_finishes_the_in_flight_stream_and_refuses_new_connections() {
         let err = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(status.code(), Some(0), "{err}");
         let state = dir.join("state");
-        let saved = files(&state);
+        let saved = support::files_below(&state);
         assert!(saved.iter().any(|p| p.ends_with("pool.json")), "{saved:?}");
         assert!(saved.len() >= 2, "the conversation is saved: {saved:?}");
         assert_eq!(sim.counters().total.turns_completed, 1);
@@ -298,7 +285,7 @@ async fn sigkill_mid_stream_keeps_stored_conversations_and_credentials() {
         // The stored conversation is durable once its file is there (a background writer).
         let conversations = dir.join("state/conversations");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while files(&conversations).is_empty() {
+        while support::files_below(&conversations).is_empty() {
             assert!(
                 Instant::now() < deadline,
                 "the conversation was never stored"
@@ -316,7 +303,7 @@ async fn sigkill_mid_stream_keeps_stored_conversations_and_credentials() {
         assert_eq!(std::fs::read(&cred).expect("still there"), before);
         assert_eq!(mode(&cred), 0o600);
         assert!(AccountRecord::from_json(&before).is_ok());
-        for p in files(&dir.join("state")) {
+        for p in support::files_below(&dir.join("state")) {
             assert_eq!(mode(&p), 0o600, "{}", p.display());
         }
 

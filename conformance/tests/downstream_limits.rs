@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cursorpool_host::app::AppConfig;
 use serde_json::Value;
-use support::{Client, Harness, Options, anthropic_text_request, bounded};
+use support::{Client, Harness, LiveCounts, Options, anthropic_text_request, bounded};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -18,6 +18,25 @@ use tokio::net::TcpStream;
 fn short_timeouts(c: &mut AppConfig) {
     c.conn_limits.header_timeout = Duration::from_secs(1);
     c.conn_limits.idle_timeout = Duration::from_secs(2);
+}
+
+/// A proxy with [`short_timeouts`], its baseline, and a raw connection to it.
+async fn short_timeouts_proxy() -> (Harness, LiveCounts, TcpStream) {
+    let h = Harness::start(Options {
+        configure: Some(short_timeouts),
+        ..Options::default()
+    })
+    .await;
+    let baseline = h.baseline().await;
+    let sock = TcpStream::connect(h.addr).await.expect("connect");
+    (h, baseline, sock)
+}
+
+/// The server still answers a good request, then holds nothing beyond `baseline`.
+async fn serves_on_without_leaks(h: Harness, baseline: &LiveCounts, what: &str) {
+    still_serves(&h).await;
+    h.assert_settled(baseline, what).await;
+    h.shutdown().await;
 }
 
 /// Reads until the server closes the connection (bounded), returning what it sent.
@@ -84,9 +103,7 @@ async fn headers_over_the_limit_are_a_431_in_the_api_shape() {
             assert_error_response(&raw, 431, openai);
         }
         assert_eq!(h.counters().total.runs, 0);
-        still_serves(&h).await;
-        h.assert_settled(&baseline, "431").await;
-        h.shutdown().await;
+        serves_on_without_leaks(h, &baseline, "431").await;
     })
     .await;
 }
@@ -113,22 +130,14 @@ async fn a_100_mb_body_is_a_413_with_the_default_limit() {
         assert_eq!(r.status, 413, "{}", r.text());
         assert_eq!(r.json()["error"]["type"], "request_too_large");
         assert_eq!(h.counters().total.runs, 0);
-        still_serves(&h).await;
-        h.assert_settled(&baseline, "413").await;
-        h.shutdown().await;
+        serves_on_without_leaks(h, &baseline, "413").await;
     })
     .await;
 }
 
 async fn a_slow_loris_head_is_cut_at_the_header_timeout() {
     bounded(async {
-        let h = Harness::start(Options {
-            configure: Some(short_timeouts),
-            ..Options::default()
-        })
-        .await;
-        let baseline = h.baseline().await;
-        let mut sock = TcpStream::connect(h.addr).await.expect("connect");
+        let (h, baseline, mut sock) = short_timeouts_proxy().await;
         sock.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: slow\r\n")
             .await
             .expect("the first bytes");
@@ -144,22 +153,14 @@ async fn a_slow_loris_head_is_cut_at_the_header_timeout() {
             }
         }
         assert!(closed, "the slow head was never cut");
-        still_serves(&h).await;
-        h.assert_settled(&baseline, "slow-loris").await;
-        h.shutdown().await;
+        serves_on_without_leaks(h, &baseline, "slow-loris").await;
     })
     .await;
 }
 
 async fn a_body_that_stops_arriving_is_cut() {
     bounded(async {
-        let h = Harness::start(Options {
-            configure: Some(short_timeouts),
-            ..Options::default()
-        })
-        .await;
-        let baseline = h.baseline().await;
-        let mut sock = TcpStream::connect(h.addr).await.expect("connect");
+        let (h, baseline, mut sock) = short_timeouts_proxy().await;
         let head = format!(
             "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\n\
              content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"model\":",
@@ -170,21 +171,14 @@ async fn a_body_that_stops_arriving_is_cut() {
         let _ = read_until_closed(&mut sock).await;
         assert!(started.elapsed() < support::REQUEST_LIMIT);
         assert_eq!(h.counters().total.runs, 0);
-        still_serves(&h).await;
-        h.assert_settled(&baseline, "stalled body").await;
-        h.shutdown().await;
+        serves_on_without_leaks(h, &baseline, "stalled body").await;
     })
     .await;
 }
 
 async fn an_idle_keep_alive_connection_is_closed() {
     bounded(async {
-        let h = Harness::start(Options {
-            configure: Some(short_timeouts),
-            ..Options::default()
-        })
-        .await;
-        let mut sock = TcpStream::connect(h.addr).await.expect("connect");
+        let (h, baseline, mut sock) = short_timeouts_proxy().await;
         sock.write_all(format!("GET / HTTP/1.1\r\nhost: {}\r\n\r\n", h.addr).as_bytes())
             .await
             .expect("request");
@@ -193,8 +187,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
         let text = String::from_utf8_lossy(&raw);
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(text.contains("cursorpool"), "{text}");
-        still_serves(&h).await;
-        h.shutdown().await;
+        serves_on_without_leaks(h, &baseline, "idle").await;
     })
     .await;
 }

@@ -6,31 +6,13 @@
 
 use cursorpool_conformance as support;
 
-use std::time::Duration;
-
-use cursorpool_core::conductor::CooldownPolicy;
 use cursorpool_core::connect::code::Code;
 use cursorpool_sim::model::{Fault, Quota};
-use cursorpool_tokio::app::AppConfig;
 use serde_json::Value;
 use support::{
     Harness, Options, ProxyAccount, Response, anthropic_stream, anthropic_text_request, bounded,
-    openai_stream, openai_text_request,
+    no_rests, openai_stream, openai_text_request,
 };
-
-/// The conductor without rests: every request meets the upstream again, so a test that checks
-/// how each failure *maps* onto the client's API sees the same failure on every request.
-/// (With the default policy a failed account rests and the next request is answered by the
-/// conductor instead; `e2e_conductor.rs` covers that.)
-fn no_rests(c: &mut AppConfig) {
-    c.pool.cooldown = CooldownPolicy {
-        quota_initial: Duration::ZERO,
-        quota_max: Duration::ZERO,
-        forbidden: Duration::ZERO,
-        short: Duration::ZERO,
-        refresh_retry: Duration::ZERO,
-    };
-}
 
 /// A fault that ends every run with `code` before any message.
 fn error_at_start(code: Code) -> Fault {

@@ -14,7 +14,6 @@ use cursorpool_conformance as support;
 
 use std::time::Duration;
 
-use cursorpool_core::conductor::CooldownPolicy;
 use cursorpool_core::connect::code::Code;
 use cursorpool_sim::model::{Fault, FaultRule, FaultRuns};
 use cursorpool_tokio::app::AppConfig;
@@ -91,13 +90,7 @@ impl Kind {
 /// No rests after failures (every scenario meets the fault it injected), and a short stall
 /// timeout so a stalled upstream is noticed within the test's bounds.
 fn configure(c: &mut AppConfig) {
-    c.pool.cooldown = CooldownPolicy {
-        quota_initial: Duration::ZERO,
-        quota_max: Duration::ZERO,
-        forbidden: Duration::ZERO,
-        short: Duration::ZERO,
-        refresh_retry: Duration::ZERO,
-    };
+    support::no_rests(c);
     c.turn.stall_timeout = Duration::from_secs(2);
 }
 

@@ -88,20 +88,6 @@ fn with_secret_and_keys(c: &mut AppConfig) {
     c.api_keys = vec![CLIENT_KEY.to_owned()];
 }
 
-/// Every file below `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// The responses of a session, kept for the scan.
 #[derive(Default)]
 struct Seen(Vec<Response>);
@@ -261,7 +247,7 @@ async fn no_secret_reaches_a_log_a_response_or_a_loose_file() {
         // Files: the credential file and everything under the state directory are 0600.
         h.app.flush();
         pool_state::save(&h.app, &state).await.expect("saved");
-        let state_files = files(&state);
+        let state_files = support::files_below(&state);
         assert!(
             state_files.iter().any(|p| p.ends_with("pool.json")),
             "{state_files:?}"
@@ -270,7 +256,7 @@ async fn no_secret_reaches_a_log_a_response_or_a_loose_file() {
             state_files.len() >= 2,
             "conversations were stored: {state_files:?}"
         );
-        for p in files(&auth).iter().chain(&state_files) {
+        for p in support::files_below(&auth).iter().chain(&state_files) {
             let mode = std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{} is {mode:o}", p.display());
         }

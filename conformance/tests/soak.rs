@@ -17,10 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cursorpool_core::conductor::CooldownPolicy;
 use cursorpool_core::connect::code::Code;
 use cursorpool_sim::model::{Control, Fault, FaultRule, FaultRuns};
-use cursorpool_tokio::app::AppConfig;
 use serde_json::{Value, json};
 use support::{Client, Harness, Options, Response, anthropic_stream, openai_stream};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -44,6 +42,10 @@ impl Rand {
     }
 }
 
+/// Bound on one request: a thousand streams at once on two cores (and a debug build) can keep
+/// a request waiting far longer than a single one; never forever.
+const REQUEST_BOUND: Duration = Duration::from_secs(180);
+
 /// What happened to each request.
 #[derive(Debug, Default)]
 struct Tally {
@@ -51,17 +53,8 @@ struct Tally {
     errors: AtomicU64,
     disconnects: AtomicU64,
     bytes: AtomicU64,
-}
-
-/// Keeps serving whatever fails (every account stays in rotation).
-fn configure(c: &mut AppConfig) {
-    c.pool.cooldown = CooldownPolicy {
-        quota_initial: Duration::ZERO,
-        quota_max: Duration::ZERO,
-        forbidden: Duration::ZERO,
-        short: Duration::ZERO,
-        refresh_retry: Duration::ZERO,
-    };
+    /// The slowest complete exchange, in milliseconds.
+    slowest_ms: AtomicU64,
 }
 
 /// The request of conversation `i` with `question` (its own system prompt, so that a crossed
@@ -134,11 +127,16 @@ async fn disconnect_mid_stream(addr: std::net::SocketAddr, path: &str, body: &Va
     let mut buf = [0u8; 4096];
     let mut seen = 0;
     // Any bytes of the body will do (a fault may end it early: that is fine too).
-    while seen < 400 {
-        match sock.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen += n,
+    let read = async {
+        while seen < 400 {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen += n,
+            }
         }
+    };
+    if tokio::time::timeout(REQUEST_BOUND, read).await.is_err() {
+        panic!("{path}: no byte within {REQUEST_BOUND:?}");
     }
 }
 
@@ -177,7 +175,8 @@ fn classify(r: &Response, openai: bool, i: u64, q: &str, lorem: u64) -> Result<b
 /// One conversation: questions until `deadline`.
 async fn conversation(h: Arc<Harness>, i: u64, deadline: Instant, tally: Arc<Tally>) {
     let mut rng = Rand(0x9e37_79b9_7f4a_7c15 ^ (i + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
-    let mut client = Client::connect(h.addr).await;
+    let connect = || async { Client::connect(h.addr).await.with_limit(REQUEST_BOUND) };
+    let mut client = connect().await;
     let mut j = 0;
     // Every conversation asks at least once (and never walks away from its first question).
     while j == 0 || Instant::now() < deadline {
@@ -194,7 +193,7 @@ async fn conversation(h: Arc<Harness>, i: u64, deadline: Instant, tally: Arc<Tal
         // A kept-alive connection the server closed (idle while this conversation waited on
         // another socket) is replaced, as HTTP clients do.
         if client.is_closed() {
-            client = Client::connect(h.addr).await;
+            client = connect().await;
         }
         let r = client.post(path, Bytes::from(body.to_string())).await;
         tally
@@ -206,7 +205,7 @@ async fn conversation(h: Arc<Harness>, i: u64, deadline: Instant, tally: Arc<Tal
             Err(e) => panic!("conversation {i} question {j}: lost or corrupted: {e}"),
         };
         if r.header("connection") == Some("close") {
-            client = Client::connect(h.addr).await;
+            client = connect().await;
         }
     }
 }
@@ -265,7 +264,7 @@ async fn a_thousand_concurrent_conversations_under_faults_lose_nothing() {
             Harness::start(Options {
                 chunk_chars: 8,
                 token_interval: Duration::from_millis(1),
-                configure: Some(configure),
+                configure: Some(support::no_rests),
                 ..Options::with_accounts(&["a", "b", "c", "d"])
             })
             .await,
@@ -326,7 +325,7 @@ async fn a_thousand_concurrent_conversations_under_faults_lose_nothing() {
             "soak: {} | {conversations} concurrent conversations for {:.0} s | {} requests: \
              {complete} complete and exact, {errors} clean errors, {disconnects} client \
              disconnects, 0 lost or corrupted | {} fault rules, {} faults met upstream, {} \
-             upstream cancels | {:.1} MB streamed | peak: {} runs, {} tasks, {} upstream \
+             upstream cancels | {:.1} MB streamed, slowest exchange {:.1} s | peak: {} runs, {} tasks, {} upstream \
              connections | after: {settled:?} | RSS (whole test process: sim, clients, proxy) \
              start {} KiB, half-time {} KiB, peak {rss_peak} KiB, end {} KiB",
             support::Target::current().binary(),
@@ -336,6 +335,7 @@ async fn a_thousand_concurrent_conversations_under_faults_lose_nothing() {
             c.faults_injected,
             c.cancels,
             tally.bytes.load(Ordering::Relaxed) as f64 / 1e6,
+            tally.slowest_ms.load(Ordering::Relaxed) as f64 / 1e3,
             peak.runs,
             peak.tasks,
             peak.upstream.open,

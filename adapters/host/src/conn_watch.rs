@@ -194,6 +194,17 @@ impl ConnWatch {
         }
     }
 
+    /// Resolves when the connection must close (checked every [`ConnWatch::tick`] on the
+    /// adapter's timers).
+    pub async fn expired(&self, platform: &dyn crate::upstream::Platform) -> Expired {
+        loop {
+            platform.sleep(self.tick()).await;
+            if let Some(e) = self.check(Instant::now()) {
+                return e;
+            }
+        }
+    }
+
     /// Whether the connection should be closed now, and why.
     pub fn check(&self, now: Instant) -> Option<Expired> {
         let s = self.lock();

@@ -77,6 +77,7 @@ async fn connection(
     let watch = ConnWatch::new(watched::effective(app.conn_limits()), Instant::now());
     let io = Watched::new(stream, watch.clone());
     let requests = watch.clone();
+    let platform = app.platform().clone();
     let serve = async_h1::accept(io, move |req| {
         let (app, guard) = (app.clone(), InFlight::enter(&in_flight));
         let request = requests.request();
@@ -84,7 +85,7 @@ async fn connection(
     });
     serve
         .or(async {
-            let why = watched::expiry(watch).await;
+            let why = watch.expired(platform.as_ref()).await;
             tracing::debug!(?why, "client connection closed");
             Ok(())
         })

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use cursorpool_host::conn_watch::{ConnLimits, ConnWatch, Expired, ReadVerdict};
+use cursorpool_host::conn_watch::{ConnLimits, ConnWatch, ReadVerdict};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
 
@@ -118,15 +118,5 @@ impl AsyncWrite for Watched {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_close(cx)
-    }
-}
-
-/// Resolves when `watch` says the connection must close (polled every [`ConnWatch::tick`]).
-pub async fn expiry(watch: ConnWatch) -> Expired {
-    loop {
-        smol::Timer::after(watch.tick()).await;
-        if let Some(e) = watch.check(Instant::now()) {
-            return e;
-        }
     }
 }

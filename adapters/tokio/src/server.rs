@@ -17,7 +17,7 @@ use cursorpool_host::conn_watch::ConnWatch;
 use http::Response;
 
 use crate::body::{self, HyperBody};
-use crate::watched::{Watched, expiry};
+use crate::watched::Watched;
 
 /// How long in-flight replies may take to finish after shutdown was asked for.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -48,6 +48,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let platform = app.platform().clone();
                 let app = app.clone();
                 let watch = ConnWatch::new(limits, Instant::now());
                 let requests = watch.clone();
@@ -71,7 +72,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                         ended = conn => if let Err(e) = ended {
                             tracing::debug!("client connection ended: {e}");
                         },
-                        why = expiry(watch) => tracing::debug!(?why, "client connection closed"),
+                        why = watch.expired(platform.as_ref()) => {
+                            tracing::debug!(?why, "client connection closed");
+                        }
                     }
                 });
             }

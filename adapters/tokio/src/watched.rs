@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use cursorpool_host::conn_watch::{ConnWatch, Expired, ReadVerdict};
+use cursorpool_host::conn_watch::{ConnWatch, ReadVerdict};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// `io` with its reads accounted in a [`ConnWatch`].
@@ -99,15 +99,5 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-/// Resolves when `watch` says the connection must close (polled every [`ConnWatch::tick`]).
-pub async fn expiry(watch: ConnWatch) -> Expired {
-    loop {
-        tokio::time::sleep(watch.tick()).await;
-        if let Some(e) = watch.check(Instant::now()) {
-            return e;
-        }
     }
 }
