@@ -114,6 +114,23 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).expect("stat").permissions().mode() & 0o777
 }
 
+/// Checks that no log the binary wrote under `dir` (`stderr-*`, at debug level) holds any of
+/// `secrets`.
+fn assert_logs_hold_no(dir: &Path, secrets: &[&str]) {
+    for p in support::files_below(dir) {
+        let is_log = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("stderr-"));
+        if !is_log {
+            continue;
+        }
+        let log = std::fs::read_to_string(&p).unwrap_or_default();
+        for s in secrets {
+            assert!(!log.contains(s), "a secret reached {}", p.display());
+        }
+    }
+}
+
 /// Opens a streamed request on a raw socket and reads until the first text delta.
 async fn start_stream(addr: SocketAddr, prompt: &str) -> (tokio::net::TcpStream, Vec<u8>) {
     let mut body = anthropic_text_request(prompt, true);
@@ -226,6 +243,7 @@ async fn sigterm_finishes_the_in_flight_stream_and_refuses_new_connections() {
         let status = running.exit().await;
         let err = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(status.code(), Some(0), "{err}");
+        assert_logs_hold_no(&dir, &[&token]);
         let state = dir.join("state");
         let saved = support::files_below(&state);
         assert!(saved.iter().any(|p| p.ends_with("pool.json")), "{saved:?}");
@@ -302,7 +320,6 @@ async fn sigkill_mid_stream_keeps_stored_conversations_and_credentials() {
         // Nothing torn: the credential file is the one written, 0600, and parses.
         assert_eq!(std::fs::read(&cred).expect("still there"), before);
         assert_eq!(mode(&cred), 0o600);
-        assert!(AccountRecord::from_json(&before).is_ok());
         for p in support::files_below(&dir.join("state")) {
             assert_eq!(mode(&p), 0o600, "{}", p.display());
         }
@@ -321,6 +338,11 @@ async fn sigkill_mid_stream_keeps_stored_conversations_and_credentials() {
         let status = running.exit().await;
         let err = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(status.code(), Some(0), "{err}");
+        // Neither life of the process logged a credential (debug level).
+        let record = AccountRecord::from_json(&before).expect("the record");
+        let mut secrets = vec![record.access_token.expose(), "sim-key"];
+        secrets.extend(record.refresh_token.as_ref().map(|t| t.expose()));
+        assert_logs_hold_no(&dir, &secrets);
         sim.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
     })

@@ -42,6 +42,14 @@ impl Rand {
     }
 }
 
+/// Every account stays in rotation whatever fails; the conversation store is bounded at
+/// 16 MiB (every question here starts a conversation of its own: the store fills up early and
+/// then evicts, so the process's memory must stay flat after that).
+fn configure(c: &mut cursorpool_tokio::app::AppConfig) {
+    support::no_rests(c);
+    c.conversations.max_bytes = 16 * 1024 * 1024;
+}
+
 /// Bound on one request: a thousand streams at once on two cores (and a debug build) can keep
 /// a request waiting far longer than a single one; never forever.
 const REQUEST_BOUND: Duration = Duration::from_secs(180);
@@ -195,7 +203,10 @@ async fn conversation(h: Arc<Harness>, i: u64, deadline: Instant, tally: Arc<Tal
         if client.is_closed() {
             client = connect().await;
         }
+        let sent = Instant::now();
         let r = client.post(path, Bytes::from(body.to_string())).await;
+        let ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tally.slowest_ms.fetch_max(ms, Ordering::Relaxed);
         tally
             .bytes
             .fetch_add(r.body.len() as u64, Ordering::Relaxed);
@@ -264,7 +275,7 @@ async fn a_thousand_concurrent_conversations_under_faults_lose_nothing() {
             Harness::start(Options {
                 chunk_chars: 8,
                 token_interval: Duration::from_millis(1),
-                configure: Some(support::no_rests),
+                configure: Some(configure),
                 ..Options::with_accounts(&["a", "b", "c", "d"])
             })
             .await,
@@ -321,6 +332,14 @@ async fn a_thousand_concurrent_conversations_under_faults_lose_nothing() {
             errors == 0 || c.faults_injected > 0,
             "errors only where faults were injected"
         );
+        // Memory flat: the second half adds no more than the first half's level again (a gross
+        // leak of a few KiB per request would show; the live counts above are the exact check).
+        if let (Some(half), Some(end)) = (rss_half, rss_end) {
+            assert!(
+                end <= 2 * half + 64 * 1024,
+                "RSS grew from {half} KiB at half time to {end} KiB"
+            );
+        }
         eprintln!(
             "soak: {} | {conversations} concurrent conversations for {:.0} s | {} requests: \
              {complete} complete and exact, {errors} clean errors, {disconnects} client \
