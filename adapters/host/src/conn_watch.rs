@@ -10,6 +10,7 @@
 //! No runtime and no HTTP library here: only the bytes and the clock the adapter passes in.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use cursorpool_core::api::{self, ApiError, ErrorType};
@@ -263,6 +264,52 @@ impl Drop for RequestGuard {
     }
 }
 
+/// A rejection on its way out of a watched socket: its response bytes, then the close of our
+/// half of the connection. The adapters' socket wrappers drive it with their own IO traits.
+#[derive(Debug, Default)]
+pub struct Rejection {
+    /// The response and how many of its bytes are out.
+    pending: Option<(Vec<u8>, usize)>,
+    /// The response is out and our half closed.
+    closed: bool,
+}
+
+impl Rejection {
+    /// Starts sending `response`.
+    pub fn start(&mut self, response: Vec<u8>) {
+        self.pending = Some((response, 0));
+    }
+
+    /// Whether the HTTP library's writes must fail (a rejection is pending or out).
+    pub fn blocks_writes(&self) -> bool {
+        self.closed || self.pending.is_some()
+    }
+
+    /// Writes what is left with `io(Some(bytes))` (bytes written), then closes with `io(None)`.
+    /// `Ready(Ok(true))` once the rejection is out (reads end there), `Ready(Ok(false))` when
+    /// there is none.
+    pub fn poll_out(
+        &mut self,
+        mut io: impl FnMut(Option<&[u8]>) -> Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<bool>> {
+        while let Some((bytes, sent)) = self.pending.as_mut() {
+            if *sent == bytes.len() {
+                // A failed close still ends the connection.
+                let _ = std::task::ready!(io(None));
+                self.pending = None;
+                self.closed = true;
+                break;
+            }
+            let n = std::task::ready!(io(Some(&bytes[*sent..])))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            *sent += n;
+        }
+        Poll::Ready(Ok(self.closed))
+    }
+}
+
 /// A complete HTTP/1.1 431 response in the API shape the request line points to (OpenAI for
 /// `/v1/chat/…`, Anthropic otherwise), closing the connection.
 pub fn head_too_large(first_line: &str, limit: usize) -> Vec<u8> {
@@ -375,5 +422,36 @@ mod tests {
             w.check(after + Duration::from_secs(20)),
             Some(Expired::Idle)
         );
+    }
+
+    #[test]
+    fn a_rejection_is_written_in_pieces_then_closed_and_blocks_writes() {
+        let mut r = Rejection::default();
+        assert!(!r.blocks_writes());
+        assert_eq!(
+            r.poll_out(|_| panic!("no io")).map(Result::ok),
+            Poll::Ready(Some(false))
+        );
+        r.start(b"HTTP/1.1 431\r\n\r\n".to_vec());
+        assert!(r.blocks_writes());
+        let (mut out, mut closed, mut busy) = (Vec::new(), false, true);
+        // The socket is busy once, then takes 3 bytes at a time.
+        let mut io = |b: Option<&[u8]>| match b {
+            Some(_) if std::mem::take(&mut busy) => Poll::Pending,
+            Some(b) => {
+                let n = b.len().min(3);
+                out.extend_from_slice(&b[..n]);
+                Poll::Ready(Ok(n))
+            }
+            None => {
+                closed = true;
+                Poll::Ready(Ok(0))
+            }
+        };
+        assert!(r.poll_out(&mut io).is_pending());
+        let done = r.poll_out(&mut io);
+        assert_eq!(done.map(Result::ok), Poll::Ready(Some(true)));
+        assert_eq!(out, b"HTTP/1.1 431\r\n\r\n");
+        assert!(closed && r.blocks_writes());
     }
 }

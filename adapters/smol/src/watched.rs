@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use cursorpool_host::conn_watch::{ConnLimits, ConnWatch, ReadVerdict};
+use cursorpool_host::conn_watch::{ConnLimits, ConnWatch, ReadVerdict, Rejection};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
 
@@ -25,20 +25,12 @@ pub fn effective(limits: ConnLimits) -> ConnLimits {
     }
 }
 
-#[derive(Debug, Default)]
-struct Reject {
-    /// The rejection being written and how many bytes are out.
-    pending: Option<(Vec<u8>, usize)>,
-    /// The rejection is out: reads end, writes fail.
-    closed: bool,
-}
-
 /// A TCP stream with its reads accounted in a [`ConnWatch`].
 #[derive(Debug, Clone)]
 pub struct Watched {
     io: TcpStream,
     watch: ConnWatch,
-    reject: Arc<Mutex<Reject>>,
+    reject: Arc<Mutex<Rejection>>,
 }
 
 impl Watched {
@@ -51,23 +43,17 @@ impl Watched {
         }
     }
 
-    /// Writes what is left of the rejection, then ends our half of the connection.
+    /// Writes what is left of the rejection, then ends our half of the connection; `true`
+    /// once it is out.
     fn poll_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        let mut r = self.reject.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((bytes, sent)) = r.pending.as_mut() {
-            if *sent == bytes.len() {
-                let _ = std::task::ready!(Pin::new(&mut self.io).poll_close(cx));
-                r.pending = None;
-                r.closed = true;
-                break;
-            }
-            let n = std::task::ready!(Pin::new(&mut self.io).poll_write(cx, &bytes[*sent..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            *sent += n;
-        }
-        Poll::Ready(Ok(r.closed))
+        let io = &mut self.io;
+        self.reject
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .poll_out(|bytes| match bytes {
+                Some(b) => Pin::new(&mut *io).poll_write(cx, b),
+                None => Pin::new(&mut *io).poll_close(cx).map(|r| r.map(|()| 0)),
+            })
     }
 }
 
@@ -88,7 +74,7 @@ impl AsyncRead for Watched {
                 this.reject
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .pending = Some((resp, 0));
+                    .start(resp);
                 std::task::ready!(this.poll_reject(cx))?;
                 Poll::Ready(Ok(0))
             }
@@ -103,11 +89,13 @@ impl AsyncWrite for Watched {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        {
-            let r = this.reject.lock().unwrap_or_else(PoisonError::into_inner);
-            if r.closed || r.pending.is_some() {
-                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-            }
+        let blocked = this
+            .reject
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .blocks_writes();
+        if blocked {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
         Pin::new(&mut this.io).poll_write(cx, data)
     }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use cursorpool_host::conn_watch::{ConnWatch, ReadVerdict};
+use cursorpool_host::conn_watch::{ConnWatch, ReadVerdict, Rejection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// `io` with its reads accounted in a [`ConnWatch`].
@@ -15,10 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct Watched<T> {
     io: T,
     watch: ConnWatch,
-    /// A rejection being written: the bytes and how many are out.
-    reject: Option<(Vec<u8>, usize)>,
-    /// The rejection is out: reads end, writes fail.
-    closed: bool,
+    reject: Rejection,
 }
 
 impl<T> Watched<T> {
@@ -27,29 +24,20 @@ impl<T> Watched<T> {
         Self {
             io,
             watch,
-            reject: None,
-            closed: false,
+            reject: Rejection::default(),
         }
     }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Watched<T> {
-    /// Writes what is left of the rejection, then ends our half of the connection.
-    fn poll_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some((bytes, sent)) = self.reject.as_mut() {
-            if *sent == bytes.len() {
-                let _ = std::task::ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-                self.reject = None;
-                self.closed = true;
-                break;
-            }
-            let n = std::task::ready!(Pin::new(&mut self.io).poll_write(cx, &bytes[*sent..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            *sent += n;
-        }
-        Poll::Ready(Ok(()))
+    /// Writes what is left of the rejection, then ends our half of the connection; `true`
+    /// once it is out.
+    fn poll_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let io = &mut self.io;
+        self.reject.poll_out(|bytes| match bytes {
+            Some(b) => Pin::new(&mut *io).poll_write(cx, b),
+            None => Pin::new(&mut *io).poll_shutdown(cx).map_ok(|()| 0),
+        })
     }
 }
 
@@ -60,10 +48,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.reject.is_some() {
-            std::task::ready!(this.poll_reject(cx))?;
-        }
-        if this.closed {
+        if std::task::ready!(this.poll_reject(cx))? {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -72,7 +57,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<T> {
             ReadVerdict::Pass => Poll::Ready(Ok(())),
             ReadVerdict::Reject(resp) => {
                 buf.set_filled(before);
-                this.reject = Some((resp, 0));
+                this.reject.start(resp);
                 std::task::ready!(this.poll_reject(cx))?;
                 Poll::Ready(Ok(()))
             }
@@ -87,7 +72,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.closed || this.reject.is_some() {
+        if this.reject.blocks_writes() {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
         Pin::new(&mut this.io).poll_write(cx, data)
