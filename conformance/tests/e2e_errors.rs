@@ -198,7 +198,24 @@ async fn bad_token_on_one_account_is_invisible_with_a_good_one() {
         let s = anthropic_stream(&h.anthropic(&anthropic_text_request("hi", true)).await);
         assert!(s.error.is_none(), "{s:?}");
         assert!(s.text.contains("last user message: \"hi\""), "{}", s.text);
-        assert_eq!(h.counters().unauthenticated_runs, 1);
+        // The bad account was tried first and is out of rotation. (Over HTTP/1.1 the refused
+        // `BidiAppend` may end the run before its `RunSSE` reached the sim, so the sim's count
+        // of refused runs is exact only on HTTP/2.)
+        let refused = h.counters().unauthenticated_runs;
+        match support::Target::current() {
+            support::Target::Cursorpool => assert_eq!(refused, 1),
+            support::Target::Lite => assert!(refused <= 1, "{refused}"),
+        }
+        let status = h.app.pool_status();
+        assert_eq!(
+            status
+                .accounts
+                .iter()
+                .filter(|a| a.disabled_reason.is_some())
+                .count(),
+            1,
+            "{status:?}"
+        );
         assert_eq!(h.account("main").turns_completed, 1);
         h.shutdown().await;
     })
