@@ -300,10 +300,16 @@ async fn sigkill_mid_stream_keeps_stored_conversations_and_credentials() {
         let (mut running, addr, _) = serve(&sim, &dir, None).await;
         let mut messages = Vec::new();
         turn(addr, &mut messages, "remember this").await;
-        // The stored conversation is durable once its file is there (a background writer).
+        // The stored conversation is durable once its file is renamed into place (a background
+        // writer; a `.tmp` file is one still being written).
         let conversations = dir.join("state/conversations");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while support::files_below(&conversations).is_empty() {
+        let stored = || {
+            support::files_below(&conversations)
+                .iter()
+                .any(|p| p.extension().is_none_or(|e| e != "tmp"))
+        };
+        while !stored() {
             assert!(
                 Instant::now() < deadline,
                 "the conversation was never stored"
