@@ -81,6 +81,11 @@ pub(crate) struct CellResult {
     pub(crate) peak_rss: Option<u64>,
     /// Server messages the sim sent during the cell (every upstream frame the target relayed).
     pub(crate) frames: Option<u64>,
+    /// CPU seconds the sim used during the cell.
+    pub(crate) sim_cpu_secs: Option<f64>,
+    /// CPU seconds the load generator (this process: clients, and the baseline's own turn
+    /// machine) used during the cell.
+    pub(crate) loadgen_cpu_secs: Option<f64>,
 }
 
 /// Server messages the sim at `sim` has sent so far (`total.messages_out` of its counters).
@@ -106,11 +111,13 @@ pub(crate) async fn run_cell(
     workload: Workload,
     concurrency: usize,
     bounds: Bounds,
-    sim: std::net::SocketAddr,
+    sim: &crate::children::Sim,
 ) -> CellResult {
     let pid = target.pid();
-    let frames0 = sim_frames(sim).await;
+    let frames0 = sim_frames(sim.addr).await;
     let cpu0 = pid.and_then(procfs::cpu_secs);
+    let sim0 = procfs::cpu_secs(sim.pid);
+    let me0 = procfs::cpu_secs(std::process::id());
     let started = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
     let deadline = t0 + bounds.duration;
@@ -153,6 +160,8 @@ pub(crate) async fn run_cell(
         cpu_secs: None,
         peak_rss: None,
         frames: None,
+        sim_cpu_secs: None,
+        loadgen_cpu_secs: None,
     };
     for t in tasks {
         match t.await {
@@ -177,7 +186,13 @@ pub(crate) async fn run_cell(
     let cpu1 = pid.and_then(procfs::cpu_secs);
     result.cpu_secs = cpu0.zip(cpu1).map(|(a, b)| b - a);
     result.peak_rss = pid.and_then(|p| procfs::mem_bytes(p, "VmHWM"));
-    let frames1 = sim_frames(sim).await;
+    let (sim1, me1) = (
+        procfs::cpu_secs(sim.pid),
+        procfs::cpu_secs(std::process::id()),
+    );
+    result.sim_cpu_secs = sim0.zip(sim1).map(|(a, b)| b - a);
+    result.loadgen_cpu_secs = me0.zip(me1).map(|(a, b)| b - a);
+    let frames1 = sim_frames(sim.addr).await;
     result.frames = frames0.zip(frames1).map(|(a, b)| b.saturating_sub(a));
     result
 }

@@ -75,6 +75,8 @@ pub(crate) struct Sim {
     pub(crate) access_token: String,
     /// Its address (for `/__sim/counters`).
     pub(crate) addr: SocketAddr,
+    /// Its pid (for its CPU time).
+    pub(crate) pid: u32,
 }
 
 /// Starts `cursor-sim --token-interval-ms 0 --print-json` and reads its JSON line.
@@ -88,7 +90,7 @@ pub(crate) fn start_sim(bin: &Path, log: &Path) -> Result<Sim, String> {
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
-    register(child);
+    let pid = register(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -112,6 +114,7 @@ pub(crate) fn start_sim(bin: &Path, log: &Path) -> Result<Sim, String> {
         .ok_or("no access_token")?
         .to_owned();
     Ok(Sim {
+        pid,
         addr: base_url
             .strip_prefix("http://")
             .and_then(|a| a.parse().ok())

@@ -305,7 +305,7 @@ async fn measure(
         }
         for &c in concurrencies {
             for t in &targets {
-                let r = cell::run_cell(t, w, c, bounds, sim.addr).await;
+                let r = cell::run_cell(t, w, c, bounds, &sim).await;
                 say(&format!(
                     "{:<30} c={:<5} {:<16} ok={:<6} err={:<4} {:.1}s",
                     w.name(),
@@ -449,7 +449,9 @@ two requests (tool_use answer, then the answer after the tool_result; the baseli
 the parked turn at once). *CPU s / 1k req* = the proxy's utime+stime delta over the cell \
 (`/proc/PID/stat`, CLK_TCK 100) per 1,000 successful requests; *CPU µs / frame* = the same \
 CPU time per upstream frame relayed (server messages the sim sent during the cell, from its \
-counters: text and token deltas, heartbeats, checkpoints, KV and exec messages). *peak RSS* = the proxy's VmHWM \
+counters: text and token deltas, heartbeats, checkpoints, KV and exec messages); *CPU proxy / \
+sim / loadgen* = each process's CPU time over the cell as a share of one core (200% = both \
+cores of this machine), which shows where the machine's CPU went and who limited the cell. *peak RSS* = the proxy's VmHWM \
 since its start (so it only grows down a table). The sim, the load generator and the proxy share \
 the same cores, so absolute figures are lower bounds of what the proxy alone could do.
 ";

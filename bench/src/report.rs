@@ -81,11 +81,11 @@ pub(crate) fn load_tables(cells: &[CellResult]) -> String {
         let _ = writeln!(s, "### {}\n", w.name());
         let _ = writeln!(
             s,
-            "| conc | target | ok | err | req/s | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | +TTFB p50 | +TTFB p99 | +TTLB p50 | +TTLB p99 | CPU s / 1k req | CPU µs / frame | peak RSS |"
+            "| conc | target | ok | err | req/s | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | +TTFB p50 | +TTFB p99 | +TTLB p50 | +TTLB p99 | CPU s / 1k req | CPU µs / frame | CPU proxy / sim / loadgen | peak RSS |"
         );
         let _ = writeln!(
             s,
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in mine {
             let c = r.cell;
@@ -101,9 +101,19 @@ pub(crate) fn load_tables(cells: &[CellResult]) -> String {
                 .cpu_secs
                 .zip(c.frames.filter(|f| *f > 0))
                 .map(|(cpu, f)| cpu * 1e6 / f as f64);
+            let wall = c.elapsed.as_secs_f64().max(1e-9);
+            let share = |v: Option<f64>| {
+                v.map_or_else(|| "—".to_owned(), |v| format!("{:.0}%", v / wall * 100.0))
+            };
+            let split = format!(
+                "{} / {} / {}",
+                share(c.cpu_secs),
+                share(c.sim_cpu_secs),
+                share(c.loadgen_cpu_secs)
+            );
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.concurrency,
                 c.target,
                 c.ok,
@@ -119,6 +129,7 @@ pub(crate) fn load_tables(cells: &[CellResult]) -> String {
                 opt_f(r.added_ttlb.1, 2),
                 opt_f(cpu_k, 3),
                 opt_f(cpu_frame, 2),
+                split,
                 if c.target == "baseline" {
                     "—".to_owned()
                 } else {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cursorpool_host::app::{App, AppConfig};
+pub use cursorpool_host::live::LiveCounts;
 use cursorpool_sim::model::{
     AccountConfig, AccountCounters, Counters, Fault, FaultRule, FaultRuns, Quota, SimConfig,
 };
@@ -96,6 +97,12 @@ pub struct Options {
     pub tls: bool,
     /// Changes to the proxy's configuration (after the harness filled it in).
     pub configure: Option<fn(&mut AppConfig)>,
+    /// The sim's server heartbeat interval (default: Cursor's 5 s).
+    pub heartbeat_interval: Option<Duration>,
+    /// Lifetime of the tokens the sim issues (default: an hour).
+    pub token_ttl: Option<Duration>,
+    /// The proxy's state directory (default: conversations in memory only).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -109,6 +116,9 @@ impl Default for Options {
             token_interval: Duration::ZERO,
             tls: false,
             configure: None,
+            heartbeat_interval: None,
+            token_ttl: None,
+            state_dir: None,
         }
     }
 }
@@ -245,6 +255,10 @@ impl Harness {
             chunk_chars: opts.chunk_chars,
             token_interval: opts.token_interval,
             faults: opts.faults.clone(),
+            heartbeat_interval: opts
+                .heartbeat_interval
+                .unwrap_or(SimConfig::default().heartbeat_interval),
+            token_ttl: opts.token_ttl.unwrap_or(SimConfig::default().token_ttl),
             ..SimConfig::default()
         };
         let mut server_config = ServerConfig::new(sim_config);
@@ -274,6 +288,7 @@ impl Harness {
             upstream_root_pem: sim.cert_pem().map(|p| p.as_bytes().to_vec()),
             accounts,
             seed: 11,
+            state_dir: opts.state_dir.clone(),
             ..cli::demo_config()
         };
         if let Some(configure) = opts.configure {
@@ -306,6 +321,25 @@ impl Harness {
             .get(label)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// What the proxy holds alive now (tasks, runs, parked calls, upstream connections).
+    pub fn live(&self) -> LiveCounts {
+        self.app.live_counts()
+    }
+
+    /// The live counts to come back to: taken once the server answers (its own tasks run).
+    pub async fn baseline(&self) -> LiveCounts {
+        let r = self.get("/", &[]).await;
+        assert_eq!(r.status, 200, "the proxy answers: {}", r.text());
+        self.live()
+    }
+
+    /// Waits (bounded by [`SETTLE_LIMIT`]) until the proxy holds nothing beyond `baseline`:
+    /// no more tasks, no run, no parked call, no upstream connection outside its pool. Panics
+    /// with the counts when it does not settle: something leaked.
+    pub async fn assert_settled(&self, baseline: &LiveCounts, what: &str) -> LiveCounts {
+        settled(&self.app, baseline, what).await
     }
 
     /// Stops the proxy (the in-flight replies get a bounded drain) and the sim.
@@ -341,11 +375,71 @@ impl Harness {
     }
 }
 
+/// The conductor without rests: every request meets the upstream again, so a test that checks
+/// how each failure *maps* onto the client's API sees the same failure on every request, and a
+/// load test keeps every account in rotation whatever fails. (With the default policy a failed
+/// account rests and the next request is answered by the conductor instead; `e2e_conductor.rs`
+/// covers that.)
+pub fn no_rests(c: &mut AppConfig) {
+    c.pool.cooldown = cursorpool_core::conductor::CooldownPolicy {
+        quota_initial: Duration::ZERO,
+        quota_max: Duration::ZERO,
+        forbidden: Duration::ZERO,
+        short: Duration::ZERO,
+        refresh_retry: Duration::ZERO,
+    };
+}
+
+/// Every file below `dir` (recursively; nothing when it does not exist).
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_below(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Bound on waiting for a proxy to release what a scenario held (bounded polling; never a
+/// timing assertion: a healthy proxy settles in milliseconds).
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits (bounded by [`SETTLE_LIMIT`]) until `app` holds nothing beyond `baseline`; panics with
+/// the counts otherwise.
+pub async fn settled(app: &App, baseline: &LiveCounts, what: &str) -> LiveCounts {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let now = app.live_counts();
+        if now.settled_to(baseline) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: leaked after {SETTLE_LIMIT:?}: {now:?} (baseline {baseline:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The test process's resident set size in KiB (`/proc/self/status`), where the OS says.
+pub fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// One HTTP/1.1 keep-alive connection to the proxy.
 #[derive(Debug)]
 pub struct Client {
     addr: SocketAddr,
     sender: SendRequest<Full<Bytes>>,
+    limit: Duration,
 }
 
 impl Client {
@@ -358,7 +452,22 @@ impl Client {
             .await
             .expect("HTTP/1.1 handshake");
         tokio::spawn(conn);
-        Self { addr, sender }
+        Self {
+            addr,
+            sender,
+            limit: REQUEST_LIMIT,
+        }
+    }
+
+    /// The same connection with another bound on each exchange (e.g. under heavy load).
+    pub fn with_limit(mut self, limit: Duration) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Whether the server closed this keep-alive connection (e.g. its idle timeout).
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
     }
 
     /// POSTs a JSON body with both APIs' headers (the proxy routes by path).
@@ -409,9 +518,10 @@ impl Client {
                 body,
             }
         };
-        match tokio::time::timeout(REQUEST_LIMIT, exchange).await {
+        let limit = self.limit;
+        match tokio::time::timeout(limit, exchange).await {
             Ok(r) => r,
-            Err(_) => panic!("{method} {path}: no complete response within {REQUEST_LIMIT:?}"),
+            Err(_) => panic!("{method} {path}: no complete response within {limit:?}"),
         }
     }
 }

@@ -571,6 +571,7 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_run() {
             ..Options::default()
         })
         .await;
+        let baseline = h.baseline().await;
         let body = anthropic_text_request("a very long answer please lorem 5000", true).to_string();
         let mut sock = tokio::net::TcpStream::connect(h.addr)
             .await
@@ -611,6 +612,8 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_run() {
             "the upstream run was not cancelled: {:?}",
             h.counters().total
         );
+        // Nothing of the run is left: no task, no run, no busy upstream connection.
+        h.assert_settled(&baseline, "client disconnect").await;
         h.shutdown().await;
     })
     .await;

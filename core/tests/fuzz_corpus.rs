@@ -5,6 +5,18 @@
 #[path = "../../fuzz/src/targets.rs"]
 mod targets;
 
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../fuzz/src/conversations.rs"]
+mod conversations;
+
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../fuzz/src/render.rs"]
+mod render;
+
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../fuzz/src/script.rs"]
+mod script;
+
 use std::path::PathBuf;
 
 fn replay(target: &str, run: fn(&[u8])) {
@@ -49,4 +61,14 @@ fn anthropic_request_corpus_replays_without_a_finding() {
 #[test]
 fn openai_request_corpus_replays_without_a_finding() {
     replay("openai_request", targets::openai_request);
+}
+
+#[test]
+fn conversations_corpus_replays_without_a_finding() {
+    replay("conversations", targets::conversations);
+}
+
+#[test]
+fn render_round_trip_corpus_replays_without_a_finding() {
+    replay("render_round_trip", targets::render_round_trip);
 }

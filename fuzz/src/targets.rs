@@ -162,3 +162,13 @@ pub fn openai_request(data: &[u8]) {
         assert!(tokens::estimate_input_tokens(&req) > 0);
     }
 }
+
+/// The turn machine in a model of the proxy's conversations (see [`crate::conversations`]).
+pub fn conversations(data: &[u8]) {
+    crate::conversations::conversations(data);
+}
+
+/// Rendering round-trips of arbitrary replies (see [`crate::render`]).
+pub fn render_round_trip(data: &[u8]) {
+    crate::render::render_round_trip(data);
+}

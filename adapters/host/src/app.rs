@@ -66,6 +66,8 @@ pub struct AppConfig {
     pub identity: ClientIdentity,
     /// Largest client body accepted (413 above).
     pub max_body_bytes: usize,
+    /// Downstream connection limits: head size (431 above), head and idle timeouts.
+    pub conn_limits: crate::conn_watch::ConnLimits,
     /// Seed for ids (request, reply, conversation).
     pub seed: u64,
     /// Stored checkpoints: TTL and memory bound.
@@ -170,6 +172,10 @@ pub struct App {
     /// tools (locked only to look up or insert, never while encoding).
     tools: Mutex<ToolCache>,
     runs_started: AtomicUsize,
+    /// Tasks alive that were spawned through the platform.
+    tasks: Arc<crate::live::Gauge>,
+    /// Upstream runs whose task is alive.
+    live_runs: Arc<crate::live::Gauge>,
     /// The management API's throttle and logins in progress.
     management: crate::management::Management,
 }
@@ -232,6 +238,9 @@ impl App {
         platform: Arc<dyn Platform>,
         storage: DynStorage,
     ) -> Result<Arc<Self>, UpstreamError> {
+        let tasks = Arc::new(crate::live::Gauge::default());
+        let platform: Arc<dyn Platform> =
+            Arc::new(crate::live::CountedPlatform::new(platform, tasks.clone()));
         let mut pool = Pool::new(config.pool.clone());
         let mut upstreams = HashMap::new();
         let mut labels = HashMap::new();
@@ -266,6 +275,8 @@ impl App {
             ids: Mutex::new(IdSource::new(config.seed)),
             tools: Mutex::new(ToolCache::new(TOOL_CACHE_LISTS)),
             runs_started: AtomicUsize::new(0),
+            tasks,
+            live_runs: Arc::new(crate::live::Gauge::default()),
             pool: Mutex::new(pool),
             upstreams: Mutex::new(upstreams),
             labels: Mutex::new(labels),
@@ -283,6 +294,27 @@ impl App {
     /// Upstream runs started so far (for tests and the demo).
     pub fn runs_started(&self) -> usize {
         self.runs_started.load(Ordering::Relaxed)
+    }
+
+    /// What the proxy holds alive now: tasks, runs, parked tool calls, upstream connections
+    /// (tests check each returns to its baseline after a scenario).
+    pub fn live_counts(&self) -> crate::live::LiveCounts {
+        let upstream =
+            lock(&self.upstreams)
+                .values()
+                .fold(crate::live::Connections::default(), |acc, u| {
+                    let c = u.connections();
+                    crate::live::Connections {
+                        open: acc.open + c.open,
+                        pooled: acc.pooled + c.pooled,
+                    }
+                });
+        crate::live::LiveCounts {
+            tasks: self.tasks.get(),
+            runs: self.live_runs.get(),
+            parked: self.parked_len(),
+            upstream,
+        }
     }
 
     /// The conductor's view of the accounts: state, rests, last error, usage (no credential).
@@ -331,6 +363,10 @@ impl App {
             ("state-dir/memory-only", old.state_dir != new.state_dir),
             ("park-ttl-secs", old.park_ttl != new.park_ttl),
             (
+                "max-header-bytes/header-timeout-secs/idle-timeout-secs",
+                old.conn_limits != new.conn_limits,
+            ),
+            (
                 "conversation-ttl-mins",
                 old.conversations != new.conversations,
             ),
@@ -341,6 +377,11 @@ impl App {
         self.with_pool(|p| p.set_strategy(new.pool.strategy));
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         restart
+    }
+
+    /// The limits the adapter's server applies to each client connection.
+    pub fn conn_limits(&self) -> crate::conn_watch::ConnLimits {
+        self.config.conn_limits
     }
 
     /// The runtime adapter.
@@ -557,7 +598,7 @@ impl App {
                 .parked
                 .lock()
                 .ok()
-                .and_then(|mut p| p.take_for(&client_key, &ids));
+                .and_then(|mut p| p.take_for(&park_scope(&client_key, &req), &ids));
             if let Some(handle) = handle {
                 let (events_tx, events_rx) = async_channel::bounded(EVENT_DEPTH);
                 let (done_tx, done_rx) = async_channel::bounded(1);
@@ -673,9 +714,14 @@ impl App {
             log.set_account(&label);
             let run_label = label.clone();
             let (run_key, run_model, run_client) = (key, model.clone(), client.clone());
+            let alive = self.live_runs.enter();
             self.platform.spawn(Box::pin(async move {
+                let _alive = alive;
                 let outcome = run.await;
                 app.finish_run(id, &run_label, &run_key, &run_model, &run_client, &outcome);
+                // A run that ended while parked (upstream failure, stall) leaves nothing for a
+                // client to resume: its parked entry goes now, not at its TTL.
+                app.forget_ended_parks();
             }));
             // Look at the first event: a failure before anything reached the client goes to
             // the conductor, which decides whether and where to try again.
@@ -1101,8 +1147,13 @@ impl App {
     ) {
         let conversation = ConversationKey::for_request(req, client_key);
         if let Ok(mut p) = self.parked.lock() {
+            // Checked under the lock that [`App::forget_ended_parks`] takes after the run's
+            // end: a run that already ended is never parked.
+            if control.is_closed() {
+                return;
+            }
             let _ = p.park_with_ids(
-                client_key,
+                &park_scope(client_key, req),
                 tool_use_ids.to_vec(),
                 ParkHandle {
                     control,
@@ -1114,20 +1165,31 @@ impl App {
         }
     }
 
+    /// Removes and returns the parked entries `which` selects.
+    fn take_parked(&self, which: impl Fn(&ParkHandle) -> bool) -> Vec<ParkHandle> {
+        let Ok(mut p) = self.parked.lock() else {
+            return Vec::new();
+        };
+        let ids: Vec<_> = p
+            .iter_mut()
+            .filter(|(_, h)| which(h))
+            .map(|(id, _)| id)
+            .collect();
+        ids.into_iter().filter_map(|id| p.remove(id)).collect()
+    }
+
+    /// Removes the parked entries whose run has ended (nobody listens on their control).
+    fn forget_ended_parks(&self) {
+        let ended = self.take_parked(|h| h.control.is_closed());
+        if !ended.is_empty() {
+            tracing::debug!(runs = ended.len(), "parked runs ended upstream");
+        }
+    }
+
     /// The client moved on in `conversation` without answering its parked tool calls (or
     /// they can no longer be resumed): close those runs now instead of at their TTL.
     fn abandon_parked(&self, conversation: &ConversationKey) {
-        let abandoned: Vec<ParkHandle> = match self.parked.lock() {
-            Ok(mut p) => {
-                let ids: Vec<_> = p
-                    .iter_mut()
-                    .filter(|(_, h)| h.conversation == *conversation)
-                    .map(|(id, _)| id)
-                    .collect();
-                ids.into_iter().filter_map(|id| p.remove(id)).collect()
-            }
-            Err(_) => Vec::new(),
-        };
+        let abandoned = self.take_parked(|h| h.conversation == *conversation);
         if !abandoned.is_empty() {
             tracing::debug!(
                 runs = abandoned.len(),
@@ -1165,6 +1227,16 @@ pub(crate) fn note_reply(log: &RequestLog, r: &ReplyEvent) {
         ReplyEvent::Error(c) => log.set_error(c.kind),
         _ => {}
     }
+}
+
+/// Whose parked tool calls a request may resume: its client's and its conversation's (two
+/// conversations of one client may well see the same tool-call id from Cursor; neither may
+/// take the other's results).
+fn park_scope(client_key: &str, req: &ChatRequest) -> String {
+    format!(
+        "{client_key}/{}",
+        ConversationKey::for_request(req, client_key).id()
+    )
 }
 
 /// Who the client is, for isolation: its API key (hashed, never kept in clear).

@@ -128,6 +128,18 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (413 above).
     #[arg(long, default_value_t = 32 * 1024 * 1024, env = "CURSORPOOL_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
+    /// Largest request head (request line and headers) accepted, in bytes (431 above).
+    /// `cursorpool-lite`'s HTTP library never reads heads over 8 KiB.
+    #[arg(long, default_value_t = 64 * 1024, env = "CURSORPOOL_MAX_HEADER_BYTES")]
+    pub max_header_bytes: usize,
+    /// Seconds a client may take to send a request head (from its first byte), and may leave
+    /// a request body without a byte, before its connection is closed.
+    #[arg(long, default_value_t = 30, env = "CURSORPOOL_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: u64,
+    /// Seconds a kept-alive client connection may wait for its next request.
+    /// (`cursorpool-lite`'s HTTP library closes it after 60 s whatever this says.)
+    #[arg(long, default_value_t = 60, env = "CURSORPOOL_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: u64,
     /// Where conversations (checkpoints and their blobs) are kept across restarts.
     /// Default: `~/.cursorpool/state`.
     #[arg(long, value_name = "DIR", env = "CURSORPOOL_STATE_DIR")]
@@ -281,6 +293,11 @@ impl ServeArgs {
             park_ttl: Duration::from_secs(self.park_ttl_secs),
             identity: ClientIdentity::default(),
             max_body_bytes: self.max_body_bytes,
+            conn_limits: crate::conn_watch::ConnLimits {
+                max_header_bytes: self.max_header_bytes,
+                header_timeout: Duration::from_secs(self.header_timeout_secs),
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            },
             seed: seed_from_clock(),
             conversations: StoreConfig {
                 ttl: Duration::from_secs(self.conversation_ttl_mins * 60),
@@ -348,6 +365,7 @@ pub fn demo_config() -> AppConfig {
         park_ttl: Duration::from_secs(1800),
         identity: ClientIdentity::default(),
         max_body_bytes: 32 * 1024 * 1024,
+        conn_limits: crate::conn_watch::ConnLimits::default(),
         seed: seed_from_clock(),
         conversations: StoreConfig::default(),
         state_dir: None,

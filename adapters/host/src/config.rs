@@ -58,6 +58,12 @@ pub struct FileConfig {
     pub park_ttl_secs: Option<u64>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Largest request head accepted, in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Seconds a client may take to send a request head (or leave a body without a byte).
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a kept-alive client connection may wait for its next request.
+    pub idle_timeout_secs: Option<u64>,
     /// Minutes a conversation's checkpoint is kept after its last use.
     pub conversation_ttl_mins: Option<u64>,
     /// Bound on re-sent history, in bytes.
@@ -170,6 +176,15 @@ impl FileConfig {
         if self.request_retry == Some(0) {
             return Err("request-retry: must be at least 1".to_owned());
         }
+        for (key, value) in [
+            ("max-header-bytes", self.max_header_bytes.map(|v| v as u64)),
+            ("header-timeout-secs", self.header_timeout_secs),
+            ("idle-timeout-secs", self.idle_timeout_secs),
+        ] {
+            if value == Some(0) {
+                return Err(format!("{key}: must be at least 1"));
+            }
+        }
         if self.max_body_bytes == Some(0) {
             return Err("max-body-bytes: must be at least 1".to_owned());
         }
@@ -272,6 +287,17 @@ impl FileConfig {
         );
         fill!("park_ttl_secs", park_ttl_secs, self.park_ttl_secs);
         fill!("max_body_bytes", max_body_bytes, self.max_body_bytes);
+        fill!("max_header_bytes", max_header_bytes, self.max_header_bytes);
+        fill!(
+            "header_timeout_secs",
+            header_timeout_secs,
+            self.header_timeout_secs
+        );
+        fill!(
+            "idle_timeout_secs",
+            idle_timeout_secs,
+            self.idle_timeout_secs
+        );
         fill!(
             "conversation_ttl_mins",
             conversation_ttl_mins,

@@ -12,6 +12,8 @@ pub mod cli;
 pub mod client_auth;
 pub mod commands;
 pub mod config;
+pub mod conn_watch;
+pub mod live;
 pub mod logging;
 pub mod login;
 mod management;

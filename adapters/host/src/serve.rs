@@ -22,6 +22,9 @@ use crate::{auth_sync, login, pool_state};
 /// How often parked tool calls and stored conversations past their TTL are closed.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Longest wait at shutdown for finished replies' runs to record their conversations.
+pub const RECORD_WAIT: Duration = Duration::from_secs(5);
+
 /// A proxy ready to serve, with its background upkeep running.
 #[derive(Debug)]
 pub struct Serving {
@@ -129,8 +132,18 @@ pub async fn start(
 }
 
 impl Serving {
-    /// After the server stopped: makes conversations durable and saves the pool state.
+    /// After the server stopped: lets the runs whose replies went out record their
+    /// conversations (bounded by [`RECORD_WAIT`]; parked runs are not waited for), makes
+    /// conversations durable and saves the pool state.
     pub async fn finish(self, binary: &str) -> ExitCode {
+        let deadline = std::time::Instant::now() + RECORD_WAIT;
+        loop {
+            let live = self.app.live_counts();
+            if live.runs <= live.parked || std::time::Instant::now() >= deadline {
+                break;
+            }
+            self.app.platform().sleep(Duration::from_millis(10)).await;
+        }
         self.app.flush();
         if let Some(dir) = &self.state_dir
             && let Err(e) = pool_state::save(&self.app, dir).await

@@ -82,6 +82,8 @@ pub trait Upstream: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<UnaryAnswer, UpstreamError>>;
     /// Connections made so far (TCP + TLS + protocol handshakes).
     fn connects(&self) -> u64;
+    /// Connections open now, and how many of them rest in the pool (leak checks).
+    fn connections(&self) -> crate::live::Connections;
 }
 
 /// Why an upstream call could not be made. Blame: the configuration (base URL), or the

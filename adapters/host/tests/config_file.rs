@@ -51,6 +51,9 @@ fn the_example_file_sets_every_key() {
         stall_timeout_secs,
         park_ttl_secs,
         max_body_bytes,
+        max_header_bytes,
+        header_timeout_secs,
+        idle_timeout_secs,
         conversation_ttl_mins,
         max_history_bytes,
         log_level,
@@ -75,6 +78,9 @@ fn the_example_file_sets_every_key() {
         ("stall-timeout-secs", stall_timeout_secs.is_some()),
         ("park-ttl-secs", park_ttl_secs.is_some()),
         ("max-body-bytes", max_body_bytes.is_some()),
+        ("max-header-bytes", max_header_bytes.is_some()),
+        ("header-timeout-secs", header_timeout_secs.is_some()),
+        ("idle-timeout-secs", idle_timeout_secs.is_some()),
         ("conversation-ttl-mins", conversation_ttl_mins.is_some()),
         ("max-history-bytes", max_history_bytes.is_none()),
         ("log-level", log_level.is_some()),
@@ -112,6 +118,7 @@ fn the_example_file_changes_nothing_from_the_defaults() {
     assert_eq!(a.turn, b.turn);
     assert_eq!(a.park_ttl, b.park_ttl);
     assert_eq!(a.max_body_bytes, b.max_body_bytes);
+    assert_eq!(a.conn_limits, b.conn_limits);
     assert_eq!(a.conversations, b.conversations);
     assert_eq!(a.max_history_bytes, b.max_history_bytes);
 }

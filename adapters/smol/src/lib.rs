@@ -11,6 +11,7 @@ pub mod platform;
 pub mod run;
 pub mod server;
 pub mod upstream;
+pub mod watched;
 
 pub use platform::SmolPlatform;
 pub use upstream::H1Upstream;

@@ -1,6 +1,7 @@
 //! The downstream listener of `cursorpool-lite`: HTTP/1.1 (async-h1) with keep-alive, each
-//! request handed to the host's [`App::handle`]; async-h1 bounds a request's head and an idle
-//! keep-alive connection at 60 s. Shutdown stops accepting, lets in-flight
+//! request handed to the host's [`App::handle`]; the host's connection watch bounds a head's
+//! size (431) and time, a stalled body and an idle keep-alive connection (async-h1 itself
+//! never waits more than 60 s for a head). Shutdown stops accepting, lets in-flight
 //! replies finish (bounded), then closes every connection.
 
 use std::future::Future;
@@ -13,9 +14,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cursorpool_host::app::{App, BodyError};
 use cursorpool_host::body::{BodyReceiver, ResponseBody};
+use cursorpool_host::conn_watch::{ConnWatch, RequestGuard};
 use futures_lite::FutureExt as _;
 use futures_lite::io::{AsyncBufRead, AsyncRead, AsyncReadExt as _};
 use smol::net::{TcpListener, TcpStream};
+
+use crate::watched::{self, Watched};
 
 /// How long in-flight replies may take to finish after shutdown was asked for.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -64,18 +68,28 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     drop(close_all);
 }
 
-/// One client connection: requests in turn (keep-alive).
+/// One client connection: requests in turn (keep-alive), closed when its watch expires.
 async fn connection(
     stream: TcpStream,
     app: Arc<App>,
     in_flight: Arc<AtomicUsize>,
 ) -> http_types::Result<()> {
-    // async-h1 bounds reading a request's head (and an idle keep-alive connection) at 60 s.
-    async_h1::accept(stream, move |req| {
+    let watch = ConnWatch::new(watched::effective(app.conn_limits()), Instant::now());
+    let io = Watched::new(stream, watch.clone());
+    let requests = watch.clone();
+    let platform = app.platform().clone();
+    let serve = async_h1::accept(io, move |req| {
         let (app, guard) = (app.clone(), InFlight::enter(&in_flight));
-        async move { Ok(respond(app, req, guard).await) }
-    })
-    .await
+        let request = requests.request();
+        async move { Ok(respond(app, req, guard, request).await) }
+    });
+    serve
+        .or(async {
+            let why = watch.expired(platform.as_ref()).await;
+            tracing::debug!(?why, "client connection closed");
+            Ok(())
+        })
+        .await
 }
 
 /// Converts the request, lets the host answer, converts the answer.
@@ -83,6 +97,7 @@ async fn respond(
     app: Arc<App>,
     mut req: http_types::Request,
     guard: InFlight,
+    mut request: RequestGuard,
 ) -> http_types::Response {
     let mut builder =
         http::Request::builder()
@@ -107,15 +122,18 @@ async fn respond(
     };
     let limit = app.body_limit(&parts);
     let body = read_body(req.take_body(), limit).await;
+    request.body_read();
     let (head, body) = app.handle(parts, body).await.into_parts();
     let status = status_for_h1(head.status.as_u16());
     let mut resp = http_types::Response::new(status);
     let reader = match body {
         ResponseBody::Full(b) => {
             let len = b.len();
-            http_types::Body::from_reader(Reply::full(b, guard), Some(len))
+            http_types::Body::from_reader(Reply::full(b, (guard, request)), Some(len))
         }
-        ResponseBody::Stream(rx) => http_types::Body::from_reader(Reply::stream(rx, guard), None),
+        ResponseBody::Stream(rx) => {
+            http_types::Body::from_reader(Reply::stream(rx, (guard, request)), None)
+        }
     };
     resp.set_body(reader);
     // After the body: the host's content type replaces the body's default.
@@ -176,11 +194,11 @@ impl Drop for InFlight {
 struct Reply {
     current: Bytes,
     rest: Option<BodyReceiver>,
-    _guard: InFlight,
+    _guard: (InFlight, RequestGuard),
 }
 
 impl Reply {
-    fn full(bytes: Bytes, guard: InFlight) -> Self {
+    fn full(bytes: Bytes, guard: (InFlight, RequestGuard)) -> Self {
         Self {
             current: bytes,
             rest: None,
@@ -188,7 +206,7 @@ impl Reply {
         }
     }
 
-    fn stream(rx: BodyReceiver, guard: InFlight) -> Self {
+    fn stream(rx: BodyReceiver, guard: (InFlight, RequestGuard)) -> Self {
         Self {
             current: Bytes::new(),
             rest: Some(rx),

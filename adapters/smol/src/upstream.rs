@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use cursorpool_core::classify::TransportFailure;
+use cursorpool_host::live::{Connections, Gauge, GaugeGuard};
 use cursorpool_host::relay::{Outcome, RunCall};
 use cursorpool_host::upstream::{
     self as host, BoxFuture, Target, UnaryAnswer, Upstream, UpstreamError,
@@ -42,6 +43,8 @@ enum Io {
 pub(crate) struct Conn {
     io: Io,
     read: Arc<AtomicU64>,
+    /// Counts the socket as open until its last clone is dropped.
+    _open: Arc<GaugeGuard>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -58,10 +61,11 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    fn new(io: Io) -> Self {
+    fn new(io: Io, open: &Arc<Gauge>) -> Self {
         Self {
             io,
             read: Arc::new(AtomicU64::new(0)),
+            _open: Arc::new(open.enter()),
         }
     }
 
@@ -175,6 +179,8 @@ pub struct H1Upstream {
     tls: Option<TlsConnector>,
     idle: Mutex<Vec<Conn>>,
     connects: AtomicU64,
+    /// Sockets open (pooled or carrying a call).
+    open: Arc<Gauge>,
 }
 
 impl std::fmt::Debug for H1Upstream {
@@ -204,6 +210,7 @@ impl H1Upstream {
             tls,
             idle: Mutex::new(Vec::new()),
             connects: AtomicU64::new(0),
+            open: Arc::new(Gauge::default()),
         })
     }
 
@@ -245,7 +252,7 @@ impl H1Upstream {
         let _ = tcp.set_nodelay(true);
         self.connects.fetch_add(1, Ordering::Relaxed);
         let Some(connector) = &self.tls else {
-            return Ok(Conn::new(Io::Plain(tcp)));
+            return Ok(Conn::new(Io::Plain(tcp), &self.open));
         };
         let tls_err = |reason: String| UpstreamError::Tls {
             authority: authority.clone(),
@@ -266,7 +273,7 @@ impl H1Upstream {
                 )));
             }
         }
-        Ok(Conn::new(Io::Tls(Arc::new(Mutex::new(stream)))))
+        Ok(Conn::new(Io::Tls(Arc::new(Mutex::new(stream))), &self.open))
     }
 
     /// Sends one request (`path`: an RPC path, the base URL's prefix is added) and returns once
@@ -479,5 +486,12 @@ impl Upstream for H1Upstream {
 
     fn connects(&self) -> u64 {
         H1Upstream::connects(self)
+    }
+
+    fn connections(&self) -> Connections {
+        Connections {
+            open: self.open.get(),
+            pooled: self.idle(),
+        }
     }
 }

@@ -7,18 +7,27 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use cursorpool_host::app::BodyError;
 use cursorpool_host::body::{BodyReceiver, ResponseBody};
+use cursorpool_host::conn_watch::RequestGuard;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
-/// A host response body as hyper writes it.
-pub enum HyperBody {
+/// A host response body as hyper writes it, with the request's connection-watch guard held
+/// until hyper is done with it (written, or dropped when the client went away).
+#[derive(Debug)]
+pub struct HyperBody {
+    inner: Inner,
+    _request: Option<RequestGuard>,
+}
+
+enum Inner {
     /// Known in full (taken on the first poll).
     Full(Option<Bytes>),
-    /// Streamed: when hyper drops it (client gone) the channel closes and the renderer stops.
+    /// Streamed: when hyper drops it (client gone) the reply's events are dropped, which
+    /// tells the run.
     Stream(BodyReceiver),
 }
 
-impl std::fmt::Debug for HyperBody {
+impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Full(b) => f
@@ -32,10 +41,22 @@ impl std::fmt::Debug for HyperBody {
 
 impl From<ResponseBody> for HyperBody {
     fn from(b: ResponseBody) -> Self {
-        match b {
-            ResponseBody::Full(b) => Self::Full(Some(b)),
-            ResponseBody::Stream(rx) => Self::Stream(rx),
+        let inner = match b {
+            ResponseBody::Full(b) => Inner::Full(Some(b)),
+            ResponseBody::Stream(rx) => Inner::Stream(rx),
+        };
+        Self {
+            inner,
+            _request: None,
         }
+    }
+}
+
+impl HyperBody {
+    /// The body, holding `request` (the connection counts it in flight) until dropped.
+    pub fn guarded(mut self, request: RequestGuard) -> Self {
+        self._request = Some(request);
+        self
     }
 }
 
@@ -47,9 +68,9 @@ impl Body for HyperBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.get_mut() {
-            Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream(rx) => match rx.as_mut().poll_next(cx) {
+        match &mut self.get_mut().inner {
+            Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Stream(rx) => match rx.as_mut().poll_next(cx) {
                 Poll::Ready(Some(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
@@ -58,14 +79,14 @@ impl Body for HyperBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, Self::Full(None))
+        matches!(self.inner, Inner::Full(None))
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            Self::Full(None) => SizeHint::with_exact(0),
-            Self::Stream(_) => SizeHint::default(),
+        match &self.inner {
+            Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::Stream(_) => SizeHint::default(),
         }
     }
 }

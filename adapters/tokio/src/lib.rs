@@ -10,5 +10,6 @@ pub mod platform;
 pub mod run;
 pub mod server;
 pub mod upstream;
+pub mod watched;
 
 pub use cursorpool_host::{app, persist};

@@ -5,9 +5,10 @@
 //! request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
+use cursorpool_host::live::{Connections, Gauge};
 use cursorpool_host::relay::{Outcome, RunCall};
 use cursorpool_host::upstream::{self as seam, BoxFuture, Target, UnaryAnswer, UpstreamError};
 use h2::client::{ResponseFuture, SendRequest};
@@ -35,6 +36,8 @@ pub fn h2_error(e: &h2::Error) -> UpstreamError {
 struct Conn {
     generation: u64,
     send: SendRequest<Bytes>,
+    /// Cleared when the connection's driver task ends (the socket is closed).
+    alive: Arc<AtomicBool>,
 }
 
 /// The pooled connection of one account.
@@ -44,6 +47,8 @@ pub struct Upstream {
     conn: Mutex<Option<Conn>>,
     generations: AtomicU64,
     connects: Arc<AtomicU64>,
+    /// Connections whose driver task is alive.
+    open: Arc<Gauge>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -75,6 +80,7 @@ impl Upstream {
             conn: Mutex::new(None),
             generations: AtomicU64::new(0),
             connects: Arc::new(AtomicU64::new(0)),
+            open: Arc::new(Gauge::default()),
         })
     }
 
@@ -103,6 +109,7 @@ impl Upstream {
             .initial_window_size(RECV_WINDOW)
             .initial_connection_window_size(RECV_WINDOW)
             .enable_push(false);
+        let alive = Arc::new(AtomicBool::new(true));
         let send = match &self.tls {
             Some(connector) => {
                 let name = ServerName::try_from(self.target.host.clone()).map_err(|e| {
@@ -125,12 +132,12 @@ impl Upstream {
                     });
                 }
                 let (send, conn) = builder.handshake(io).await.map_err(|e| h2_error(&e))?;
-                tokio::spawn(drive(conn));
+                tokio::spawn(drive(conn, self.open.enter(), alive.clone()));
                 send
             }
             None => {
                 let (send, conn) = builder.handshake(tcp).await.map_err(|e| h2_error(&e))?;
-                tokio::spawn(drive(conn));
+                tokio::spawn(drive(conn, self.open.enter(), alive.clone()));
                 send
             }
         };
@@ -138,6 +145,7 @@ impl Upstream {
         Ok(Conn {
             generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
             send,
+            alive,
         })
     }
 
@@ -260,6 +268,21 @@ impl seam::Upstream for Upstream {
     fn connects(&self) -> u64 {
         Upstream::connects(self)
     }
+
+    fn connections(&self) -> Connections {
+        // The pooled connection carries every stream (HTTP/2 multiplexes); it counts as pooled
+        // while it lives. A slot being filled right now counts as not pooled.
+        let pooled = self.conn.try_lock().map_or(0, |slot| {
+            usize::from(
+                slot.as_ref()
+                    .is_some_and(|c| c.alive.load(Ordering::Acquire)),
+            )
+        });
+        Connections {
+            open: self.open.get(),
+            pooled,
+        }
+    }
 }
 
 /// Reads a whole response body, releasing flow-control capacity as it goes, up to `max_len`.
@@ -276,11 +299,17 @@ async fn read_bounded(mut recv: RecvStream, max_len: usize) -> Result<Bytes, Ups
     Ok(out.freeze())
 }
 
-async fn drive<T>(conn: h2::client::Connection<T, Bytes>)
-where
+/// Drives one connection until it closes; `open` counts it meanwhile and `alive` says so.
+async fn drive<T>(
+    conn: h2::client::Connection<T, Bytes>,
+    open: cursorpool_host::live::GaugeGuard,
+    alive: Arc<AtomicBool>,
+) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "upstream connection ended");
     }
+    alive.store(false, Ordering::Release);
+    drop(open);
 }

@@ -138,6 +138,10 @@ pub enum Fault {
     },
     /// Hold back the first byte of the response for this long.
     DelayFirstByte(#[serde(with = "duration_ms")] Duration),
+    /// `fault` once the run waits for the client's tool results, its `after_updates` counted
+    /// from that moment (0: the first message sent while the tool call is parked, usually a
+    /// heartbeat).
+    WhileWaiting(Box<Fault>),
     /// End the stream with a Connect error after `after_updates` messages.
     ErrorAfter {
         /// Messages sent before the error.

@@ -78,6 +78,8 @@ pub(crate) struct Shaper {
     trickle: Option<Duration>,
     next_at: Option<Instant>,
     terminal: Vec<Fault>,
+    /// Faults armed once the run waits for tool results ([`Fault::WhileWaiting`]).
+    waiting: Vec<Fault>,
     state: State,
 }
 
@@ -91,6 +93,7 @@ impl Shaper {
             trickle: None,
             next_at: None,
             terminal: Vec::new(),
+            waiting: Vec::new(),
             state: State::Open,
         };
         for f in faults {
@@ -100,6 +103,7 @@ impl Shaper {
                     s.hold_until = Some(s.hold_until.map_or(until, |h| h.max(until)));
                 }
                 Fault::Trickle { interval } => s.trickle = Some(interval),
+                Fault::WhileWaiting(inner) => s.waiting.push(*inner),
                 other => s.terminal.push(other),
             }
         }
@@ -118,6 +122,30 @@ impl Shaper {
         if self.state == State::Open {
             self.queue.push_back(Frame::End(envelope));
             self.state = State::Ending;
+        }
+    }
+
+    /// The run now waits for the client's tool results: arms its [`Fault::WhileWaiting`]
+    /// faults, counting their updates from the messages already queued.
+    pub(crate) fn waiting_for_client(&mut self) {
+        let queued = self
+            .queue
+            .iter()
+            .filter(|f| matches!(f, Frame::Msg(_)))
+            .count();
+        let base = self
+            .sent
+            .saturating_add(u32::try_from(queued).unwrap_or(u32::MAX));
+        for mut f in std::mem::take(&mut self.waiting) {
+            if let Fault::RstStream { after_updates, .. }
+            | Fault::GoAway { after_updates, .. }
+            | Fault::DropConnection { after_updates }
+            | Fault::Stall { after_updates }
+            | Fault::ErrorAfter { after_updates, .. } = &mut f
+            {
+                *after_updates = after_updates.saturating_add(base);
+            }
+            self.terminal.push(f);
         }
     }
 
@@ -214,7 +242,7 @@ impl Shaper {
             | Fault::DropConnection { after_updates }
             | Fault::Stall { after_updates }
             | Fault::ErrorAfter { after_updates, .. } => *after_updates <= sent,
-            Fault::Trickle { .. } | Fault::DelayFirstByte(_) => false,
+            Fault::Trickle { .. } | Fault::DelayFirstByte(_) | Fault::WhileWaiting(_) => false,
         })?;
         Some(self.terminal.remove(idx))
     }
@@ -242,7 +270,7 @@ impl Shaper {
                 out.push_back((run, RunOutput::Data(env)));
                 out.push_back((run, RunOutput::Finished));
             }
-            Fault::Trickle { .. } | Fault::DelayFirstByte(_) => {}
+            Fault::Trickle { .. } | Fault::DelayFirstByte(_) | Fault::WhileWaiting(_) => {}
         }
     }
 }

@@ -472,6 +472,7 @@ impl Run {
                         .as_ref()
                         .is_some_and(|t| !t.pending_call_ids().is_empty()) =>
                 {
+                    self.shaper.waiting_for_client();
                     break;
                 }
                 _ => {}
