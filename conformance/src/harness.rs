@@ -385,6 +385,7 @@ pub fn no_rests(c: &mut AppConfig) {
         quota_initial: Duration::ZERO,
         quota_max: Duration::ZERO,
         forbidden: Duration::ZERO,
+        short_initial: Duration::ZERO,
         short: Duration::ZERO,
         refresh_retry: Duration::ZERO,
     };

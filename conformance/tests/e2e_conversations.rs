@@ -342,7 +342,45 @@ async fn a_new_message_instead_of_tool_results_closes_the_parked_run() {
     .await;
 }
 
+/// Claude Code sends its next message the moment it has the answer: the checkpoint of that
+/// answer must already be stored by then, streamed or not, tool loop or not.
+async fn an_answer_is_stored_before_the_client_has_it() {
+    bounded(async {
+        let h = Harness::start(Options::default()).await;
+        for i in 0..20 {
+            let session = format!("stored-{i}");
+            let mut body = request(
+                &[json!({"role": "user", "content": "hello there"})],
+                &session,
+            );
+            if i % 2 == 1 {
+                body["stream"] = json!(true);
+            }
+            let r = h.anthropic(&body).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            // No wait: the answer is complete, so its conversation is in the store.
+            assert_eq!(h.app.conversations_len(), i + 1, "answer {i}");
+        }
+        let mut messages =
+            vec![json!({"role": "user", "content": "call get_weather({\"city\":\"Oslo\"})"})];
+        let (_, body) = turn(&h, &mut messages, "stored-tools").await;
+        let call = body["content"]
+            .as_array()
+            .and_then(|c| c.iter().find(|b| b["type"] == "tool_use"))
+            .cloned()
+            .expect("a tool call");
+        messages.push(json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": call["id"], "content": "Oslo: 3°C, snow"}
+        ]}));
+        turn(&h, &mut messages, "stored-tools").await;
+        assert_eq!(h.app.conversations_len(), 21, "the resumed run's answer");
+        h.shutdown().await;
+    })
+    .await;
+}
+
 support::both_binaries!(
+    an_answer_is_stored_before_the_client_has_it,
     an_exhausted_account_moves_the_conversation_with_its_whole_history_then_checkpoints_resume,
     follow_ups_replay_the_checkpoint_with_only_the_new_message_tool_loops_included,
     two_sessions_and_two_clients_never_share_a_conversation,

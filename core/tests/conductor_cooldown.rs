@@ -141,25 +141,47 @@ fn forbidden_rests_the_whole_account_for_thirty_minutes() {
 }
 
 #[test]
-fn server_errors_and_broken_transport_rest_the_model_for_one_minute() {
+fn server_errors_and_broken_transport_rest_the_model_briefly_then_up_to_a_minute() {
     for c in [unavailable(), http_500(), reset(), goaway()] {
         let (mut pool, ids) = pool_of(Strategy::RoundRobin, &["a"]);
         let a = ids[0];
-        let now = epoch();
-        let effect = pool.report_failure(a, MODEL, &c, now);
+        let mut now = epoch();
+        let mut rests = Vec::new();
+        for _ in 0..9 {
+            let FailureEffect::Cooling { scope, rest } = pool.report_failure(a, MODEL, &c, now)
+            else {
+                panic!("{:?} rests the account", c.kind);
+            };
+            assert_eq!(scope, Scope::Model(MODEL.to_owned()));
+            assert!(!pool.is_usable(a, MODEL, now + rest - Duration::from_millis(1)));
+            assert!(pool.is_usable(a, "other-model", now));
+            now += rest;
+            assert!(pool.is_usable(a, MODEL, now));
+            rests.push(rest.as_secs());
+        }
+        assert_eq!(rests, [1, 2, 4, 8, 16, 32, 60, 60, 60], "{:?}", c.kind);
+        // A success forgives: the next failure rests one second again.
+        pool.report_success(a, MODEL, now);
         assert_eq!(
-            effect,
+            pool.report_failure(a, MODEL, &c, now),
             FailureEffect::Cooling {
                 scope: Scope::Model(MODEL.to_owned()),
-                rest: secs(60)
-            },
-            "{:?}",
-            c.kind
+                rest: secs(1)
+            }
         );
-        assert!(!pool.is_usable(a, MODEL, now + secs(59)));
-        assert!(pool.is_usable(a, "other-model", now));
-        assert!(pool.is_usable(a, MODEL, now + secs(60)));
     }
+}
+
+#[test]
+fn failures_of_requests_already_running_do_not_climb_the_transient_backoff() {
+    let (mut pool, ids) = pool_of(Strategy::RoundRobin, &["a"]);
+    let a = ids[0];
+    let now = epoch();
+    // A dropped connection fails every run that was on it at once.
+    for _ in 0..20 {
+        pool.report_failure(a, MODEL, &reset(), now);
+    }
+    assert!(pool.is_usable(a, MODEL, now + secs(1)));
 }
 
 #[test]
@@ -308,7 +330,7 @@ fn all_accounts_cooling_answers_with_the_earliest_recovery() {
     let (mut pool, ids) = pool_of(Strategy::RoundRobin, &["a", "b", "c"]);
     let now = epoch();
     pool.report_failure(ids[0], MODEL, &forbidden(), now);
-    pool.report_failure(ids[1], MODEL, &unavailable(), now);
+    pool.report_failure(ids[1], MODEL, &unavailable_with_hint(secs(60)), now);
     pool.report_failure(ids[2], MODEL, &quota_with_hint(secs(45)), now);
     assert_eq!(
         pool.pick(MODEL, None, &[], now + secs(5)),
@@ -360,7 +382,7 @@ fn poll_timeout_is_the_earliest_recovery() {
     let (mut pool, ids) = pool_of(Strategy::RoundRobin, &["a", "b"]);
     let now = epoch();
     assert_eq!(pool.poll_timeout(now), None);
-    pool.report_failure(ids[0], MODEL, &unavailable(), now);
+    pool.report_failure(ids[0], MODEL, &unavailable_with_hint(secs(60)), now);
     pool.report_failure(ids[1], MODEL, &quota(), now);
     assert_eq!(pool.poll_timeout(now), Some(now + secs(1)));
     assert_eq!(pool.poll_timeout(now + secs(1)), Some(now + secs(60)));

@@ -66,7 +66,7 @@ fn higher_priority_tier_is_used_first_and_the_lower_tier_only_while_it_cools() {
         [high1, high2, high1, high2]
     );
     pool.report_failure(high1, MODEL, &quota(), now);
-    pool.report_failure(high2, MODEL, &unavailable(), now);
+    pool.report_failure(high2, MODEL, &unavailable_with_hint(secs(60)), now);
     assert_eq!(picks(&mut pool, MODEL, 2, now), [low, low]);
     assert_eq!(picks(&mut pool, MODEL, 2, now + secs(1)), [high1, high1]);
     // Priorities can change at run time.

@@ -2,7 +2,9 @@
 //! and the bytes arrive whole, in order, without copies.
 
 use bytes::Bytes;
-use cursorpool_core::flow::chunker::{Chunker, DEFAULT_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE};
+use cursorpool_core::flow::chunker::{
+    Chunker, DEFAULT_MAX_FRAME_SIZE, JOIN_LIMIT, MAX_MAX_FRAME_SIZE,
+};
 use cursorpool_core::flow::window::{
     DEFAULT_INITIAL_WINDOW_SIZE, ErrorCode, Fault, FlowError, MAX_WINDOW_SIZE, SendWindow,
 };
@@ -181,15 +183,41 @@ fn released_chunks_are_slices_of_pushed_bytes_not_copies() {
 }
 
 #[test]
-fn a_chunk_never_spans_two_pushes() {
+fn small_pushes_waiting_together_leave_as_one_chunk() {
     let mut chunker = Chunker::new();
     chunker.push(Bytes::from_static(b"abc"));
     chunker.push(Bytes::from_static(b"defgh"));
     assert_eq!(chunker.pending_len(), 8);
-    assert_eq!(chunker.poll_chunk(100).as_deref(), Some(&b"abc"[..]));
-    assert_eq!(chunker.poll_chunk(2).as_deref(), Some(&b"de"[..]));
+    assert_eq!(chunker.poll_chunk(100).as_deref(), Some(&b"abcdefgh"[..]));
+    assert!(chunker.is_empty());
+    // A capacity cut still splits them, in order.
+    chunker.push(Bytes::from_static(b"abc"));
+    chunker.push(Bytes::from_static(b"defgh"));
+    assert_eq!(chunker.poll_chunk(5).as_deref(), Some(&b"abcde"[..]));
     assert_eq!(chunker.pending_len(), 3);
     assert_eq!(chunker.poll_chunk(100).as_deref(), Some(&b"fgh"[..]));
+    assert!(chunker.is_empty());
+}
+
+#[test]
+fn a_chunk_never_spans_a_large_push() {
+    let big = pattern(JOIN_LIMIT + 1);
+    let mut chunker = Chunker::new();
+    chunker.push(Bytes::from_static(b"ack"));
+    chunker.push(big.clone());
+    chunker.push(Bytes::from_static(b"heartbeat"));
+    assert_eq!(chunker.poll_chunk(100_000).as_deref(), Some(&b"ack"[..]));
+    let chunk = chunker.poll_chunk(100_000).expect("the large push");
+    assert_eq!(
+        chunk.as_ptr(),
+        big.as_ptr(),
+        "sent from its own buffer, not copied"
+    );
+    assert_eq!(chunk.len(), big.len());
+    assert_eq!(
+        chunker.poll_chunk(100_000).as_deref(),
+        Some(&b"heartbeat"[..])
+    );
     assert!(chunker.is_empty());
 }
 

@@ -707,7 +707,12 @@ impl App {
                 turn,
                 headers,
                 append_headers,
-                relay: Relay::new(events_tx, req.clone()),
+                relay: Relay::new(events_tx, req.clone()).on_finished({
+                    let (app, key, label) = (self.clone(), key, label.clone());
+                    Box::new(move |turn, request, reply, checkpoint| {
+                        app.record_parts(&key, &label, turn, request, reply, checkpoint);
+                    })
+                }),
                 control: control_rx,
             });
             let app = self.clone();
@@ -1116,21 +1121,44 @@ impl App {
         resp
     }
 
-    /// Keeps a finished run's checkpoint and blobs so the conversation's next request replays it.
+    /// Keeps a finished run's checkpoint and blobs so the conversation's next request replays
+    /// it (unless the relay already did, before the reply ended).
     fn record(&self, key: &ConversationKey, account: &str, outcome: &Outcome) {
         let Some(checkpoint) = &outcome.checkpoint else {
             return;
         };
-        let reply = outcome.reply.messages();
+        if outcome.recorded {
+            return;
+        }
+        self.record_parts(
+            key,
+            account,
+            &outcome.turn,
+            &outcome.request,
+            &outcome.reply,
+            checkpoint,
+        );
+    }
+
+    fn record_parts(
+        &self,
+        key: &ConversationKey,
+        account: &str,
+        turn: &Turn,
+        request: &ChatRequest,
+        reply: &cursorpool_core::conversation::ReplyRecorder,
+        checkpoint: &Bytes,
+    ) {
+        let reply = reply.messages();
         if let Ok(mut c) = self.conversations.lock() {
             c.record(
                 key,
                 Completed {
                     account,
-                    request: &outcome.request,
+                    request,
                     reply: &reply,
                     checkpoint,
-                    blobs: outcome.turn.blobs(),
+                    blobs: turn.blobs(),
                 },
                 std::time::Instant::now(),
             );

@@ -71,6 +71,8 @@ pub struct Outcome {
     pub checkpoint: Option<Bytes>,
     /// Usage of a run that finished (`None`: it failed).
     pub usage: Option<Usage>,
+    /// The conversation was already kept (by the relay's recorder, before the reply ended).
+    pub recorded: bool,
     /// A failure after the run's first event (mid-answer, or in a resumed reply): the one the
     /// first-event check never saw, whether or not the reader was still there to get it (a
     /// reply ends at its error event, and its reader may leave before the run's own end). `None`
@@ -79,11 +81,18 @@ pub struct Outcome {
     pub late_failure: Option<Classification>,
 }
 
+/// Keeps a finished run's conversation (see [`Relay::on_finished`]): the turn (its blobs), the
+/// request of its last reply, that reply, and the final checkpoint.
+pub type Recorder = Box<dyn FnOnce(&Turn, &Arc<ChatRequest>, &ReplyRecorder, &Bytes) + Send>;
+
 /// Forwards a run's events to the reader of the current reply and remembers what the
 /// conversation record needs.
-#[derive(Debug)]
 pub struct Relay {
     events: EventSender,
+    /// Called with the final checkpoint before the reader hears the run finished.
+    recorder: Option<Recorder>,
+    /// The recorder ran.
+    recorded: bool,
     request: Arc<ChatRequest>,
     reply: ReplyRecorder,
     checkpoint: Option<Bytes>,
@@ -95,11 +104,22 @@ pub struct Relay {
     close_requested: bool,
 }
 
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("forwarded", &self.forwarded)
+            .field("recorded", &self.recorded)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Relay {
     /// A relay whose first reply's events go to `events`.
     pub fn new(events: EventSender, request: Arc<ChatRequest>) -> Self {
         Self {
             events,
+            recorder: None,
+            recorded: false,
             request,
             reply: ReplyRecorder::new(),
             checkpoint: None,
@@ -108,6 +128,14 @@ impl Relay {
             late_failure: None,
             close_requested: false,
         }
+    }
+
+    /// Keeps the conversation with `recorder` when the run finishes with a checkpoint, *before*
+    /// the reader learns the reply ended: a client that sends its next message the moment it
+    /// has the answer finds the checkpoint already stored.
+    pub fn on_finished(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// Forwards one event; `false` when nobody reads the current reply any more.
@@ -138,6 +166,17 @@ impl Relay {
         loop {
             let mut gone = false;
             while let Some(ev) = turn.poll_event() {
+                if let TurnEvent::Finished {
+                    checkpoint: Some(checkpoint),
+                    ..
+                } = &ev
+                    && let Some(record) = self.recorder.take()
+                {
+                    // The reply is recorded as the client will echo it: with this run's last
+                    // reply events, which all came before `Finished`.
+                    record(turn, &self.request, &self.reply, checkpoint);
+                    self.recorded = true;
+                }
                 if !self.forward(ev).await {
                     gone = true;
                 }
@@ -184,6 +223,7 @@ impl Relay {
             reply: self.reply,
             checkpoint: self.checkpoint,
             usage: self.usage,
+            recorded: self.recorded,
             late_failure: self.late_failure,
         }
     }

@@ -5,7 +5,7 @@
 //! | `Quota` (usage / rate limit) | account + model | exponential: 1 s, 2 s, 4 s, … capped at 30 min; Cursor's retry hint instead when given; the level resets on success |
 //! | `Auth` (401) | account | none at first: the caller refreshes the token and retries once ([`FailureEffect::RefreshFirst`]); a 401 with the *renewed* token disables the account with a reason |
 //! | `Forbidden` (403) | account | 30 min (a longer retry hint wins) |
-//! | `Short` (5xx, broken transport) | account + model | 1 min, or the retry hint |
+//! | `Short` (5xx, broken transport) | account + model | exponential: 1 s, 2 s, 4 s, … capped at 1 min; the retry hint instead when given; the level resets on success |
 //! | `None` | — | none |
 //!
 //! A 5xx is scoped to the model because Cursor's failures are most often one model backend's:
@@ -15,6 +15,10 @@
 //! expired token all fail with 401; only the first asks for a refresh, the others ask again
 //! but never disable the account. Only a token issued after the first 401 failing too proves
 //! the account is gone (each token change bumps the account's token generation).
+//!
+//! A transient failure starts small: one reset connection or one 503 must not take the only
+//! account of a pool out for a minute (every client would get 429s meanwhile); an account that
+//! keeps failing climbs to the full minute within a few rests.
 //!
 //! The quota backoff only climbs when the account fails again *after* its rest ended. Requests
 //! that were already running on the account when it ran dry fail too, and they must not push
@@ -37,7 +41,9 @@ pub struct CooldownPolicy {
     pub quota_max: Duration,
     /// Rest after a 403 (30 min).
     pub forbidden: Duration,
-    /// Rest after a 5xx or a broken transport (1 min).
+    /// First rest after a 5xx or a broken transport (1 s).
+    pub short_initial: Duration,
+    /// Longest rest after repeated 5xx or broken transports (1 min).
     pub short: Duration,
     /// Rest after a token refresh failed for a reason that may pass (1 min).
     pub refresh_retry: Duration,
@@ -49,6 +55,7 @@ impl Default for CooldownPolicy {
             quota_initial: Duration::from_secs(1),
             quota_max: Duration::from_secs(30 * 60),
             forbidden: Duration::from_secs(30 * 60),
+            short_initial: Duration::from_secs(1),
             short: Duration::from_secs(60),
             refresh_retry: Duration::from_secs(60),
         }
@@ -64,6 +71,16 @@ impl CooldownPolicy {
             .checked_mul(factor)
             .unwrap_or(self.quota_max)
             .min(self.quota_max)
+    }
+
+    /// The transient-failure rest at backoff `level`: `short_initial · 2^level`, capped at
+    /// `short`.
+    pub fn short_step(&self, level: u32) -> Duration {
+        let factor = 1u32.checked_shl(level.min(31)).unwrap_or(u32::MAX);
+        self.short_initial
+            .checked_mul(factor)
+            .unwrap_or(self.short)
+            .min(self.short)
     }
 }
 
@@ -135,6 +152,9 @@ pub(crate) struct ModelHealth {
     pub(crate) cooling: Option<Cooling>,
     /// Quota backoff steps taken since the last success.
     pub(crate) quota_level: u32,
+    /// Transient-failure backoff steps taken since the last success (not persisted: a
+    /// restart forgives them).
+    pub(crate) short_level: u32,
 }
 
 /// An account's rests and credential strikes (the disabled flag lives in its record).
@@ -194,8 +214,13 @@ impl Health {
                 }
             }
             CoolDown::Short => {
-                let rest = c.retry_after.unwrap_or(policy.short);
                 let m = self.models.entry(model.to_owned()).or_default();
+                let resting = active(m.cooling, now).is_some();
+                let step = policy.short_step(m.short_level.saturating_sub(u32::from(resting)));
+                if !resting {
+                    m.short_level = m.short_level.saturating_add(1);
+                }
+                let rest = c.retry_after.unwrap_or(step);
                 extend(&mut m.cooling, now + rest, CoolCause::Short);
                 FailureEffect::Cooling {
                     scope: Scope::Model(model.to_owned()),
@@ -244,6 +269,7 @@ impl Health {
         self.first_401_gen = None;
         if let Some(m) = self.models.get_mut(model) {
             m.quota_level = 0;
+            m.short_level = 0;
         }
     }
 
@@ -284,7 +310,7 @@ impl Health {
             m.cooling = active(m.cooling, now);
         }
         self.models
-            .retain(|_, m| m.cooling.is_some() || m.quota_level > 0);
+            .retain(|_, m| m.cooling.is_some() || m.quota_level > 0 || m.short_level > 0);
     }
 }
 

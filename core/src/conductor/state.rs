@@ -200,6 +200,7 @@ impl Pool {
                     let health = ModelHealth {
                         cooling: clocks.load_cooling(h.cooling),
                         quota_level: h.quota_level,
+                        short_level: 0,
                     };
                     (m.clone(), health)
                 })

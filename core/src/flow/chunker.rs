@@ -13,11 +13,12 @@
 //!
 //! Without a ledger, [`Chunker::poll_chunk`] takes the capacity directly.
 //!
-//! **Zero-copy, no coalescing.** Every released piece is a slice of one pushed [`Bytes`]
-//! sharing its allocation; a piece never spans two pushes, so small pushes go out as small
-//! frames. That costs a 9-byte frame header per push boundary and saves a copy of every
-//! large message; callers that produce many tiny fragments should join them before pushing
-//! (a Connect envelope is one push).
+//! **Zero-copy for large pushes, small ones joined.** A released piece is a slice of one queued
+//! [`Bytes`] sharing its allocation, so a large message (a run request) is never copied. Small
+//! pushes that wait behind each other — a burst of blob acknowledgements, heartbeats, tool
+//! results, each its own Connect envelope — are copied into one buffer of at most
+//! [`JOIN_LIMIT`] bytes, so they leave as one DATA frame instead of one frame each: fewer
+//! frames, fewer writes, and no storm of tiny frames for a server's flood protection.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -31,6 +32,10 @@ pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16_384;
 
 /// Largest legal SETTINGS_MAX_FRAME_SIZE, 2^24−1 (RFC 9113 §6.5.2).
 pub const MAX_MAX_FRAME_SIZE: u32 = 16_777_215;
+
+/// Pushes up to this size are joined with a small push waiting before them (see the module
+/// docs).
+pub const JOIN_LIMIT: usize = 4096;
 
 /// A queue of outgoing bytes released in DATA-sized pieces.
 ///
@@ -89,6 +94,15 @@ impl Chunker {
             return;
         }
         self.pending += bytes.len();
+        if let Some(back) = self.queue.back_mut()
+            && back.len() + bytes.len() <= JOIN_LIMIT
+        {
+            let mut joined = Vec::with_capacity(back.len() + bytes.len());
+            joined.extend_from_slice(back);
+            joined.extend_from_slice(&bytes);
+            *back = Bytes::from(joined);
+            return;
+        }
         self.queue.push_back(bytes);
     }
 

@@ -97,6 +97,14 @@ pub fn unavailable() -> Classification {
     connect(Code::Unavailable, "try later")
 }
 
+/// `unavailable` with Cursor's hint to rest `hint`.
+pub fn unavailable_with_hint(hint: Duration) -> Classification {
+    Classification {
+        retry_after: Some(hint),
+        ..unavailable()
+    }
+}
+
 /// HTTP 500 without a Connect body.
 pub fn http_500() -> Classification {
     classify(Failure::HttpStatus {

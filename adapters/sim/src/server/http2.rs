@@ -38,6 +38,9 @@ const DEFAULT_WINDOW: u32 = 65_535;
 /// GOAWAY; real servers linger too.
 const GOAWAY_LINGER: Duration = Duration::from_secs(1);
 
+/// Bytes of framing overhead of small unread DATA frames a connection may hold.
+const SMALL_FRAME_BUDGET: usize = 16 * 1024 * 1024;
+
 /// HTTP/2 settings the server advertises.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct H2Settings {
@@ -53,6 +56,10 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = h2::server::Builder::new();
+    // Cursor's own client sends one DATA frame per message (acks, heartbeats, results); h2's
+    // default budget for small unread frames (≈ 32 KiB) closes a busy connection with
+    // ENHANCE_YOUR_CALM when a thousand runs share it, which Cursor's backend does not do.
+    builder.data_frame_budget(SMALL_FRAME_BUDGET);
     if let Some(window) = ctx.h2.initial_window {
         builder.initial_window_size(window);
         // The connection window must not be the bottleneck of a larger stream window.
