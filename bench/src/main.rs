@@ -45,7 +45,7 @@ struct Cli {
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out: PathBuf,
 
-    /// Also run concurrency 1000 (and park as many conversations, unless --parked is given).
+    /// Also run concurrency 1000, and park 10,000 conversations (unless --parked is given).
     #[arg(long)]
     full: bool,
 
@@ -239,8 +239,9 @@ async fn measure(
     say("starting cursor-sim");
     let sim = children::start_sim(sim_bin, &scratch.join("sim.log"))?;
 
+    // `--full` parks the 10,000 unless a count was given.
     let parked = if cli.full && cli.parked == 1000 {
-        1000
+        10_000
     } else {
         cli.parked
     };

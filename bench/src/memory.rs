@@ -80,9 +80,10 @@ pub(crate) async fn measure(
     tokio::time::sleep(Duration::from_millis(300)).await;
     r.idle_rss = procfs::mem_bytes(proxy.pid, "VmRSS");
 
-    // Park `wanted` conversations, 64 at a time, within a bounded time.
+    // Park `wanted` conversations, 64 at a time, within a bounded time (longer for big counts:
+    // every parked run keeps heartbeating, which slows the next parks down).
     let next = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(120.max(wanted / 40));
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let next = next.clone();
