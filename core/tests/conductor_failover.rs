@@ -225,6 +225,40 @@ fn every_account_cooling_gives_429_with_the_earliest_recovery() {
 }
 
 #[test]
+fn an_account_resting_after_a_transient_failure_is_tried_when_nothing_else_can_serve() {
+    // One account, one dropped connection: clients must not get 429s until its rest ends.
+    let (mut pool, ids) = pool_of(Strategy::RoundRobin, &["only"]);
+    let now = epoch();
+    pool.report_failure(ids[0], MODEL, &reset(), now);
+    assert!(!pool.is_usable(ids[0], MODEL, now));
+    let mut attempts = Attempts::new(Attempts::DEFAULT_MAX, MODEL, None);
+    assert_eq!(attempts.next(&mut pool, now), Ok(ids[0]));
+    // Within one request it is not retried after failing again: the client hears it.
+    let verdict = attempts.on_failure(&mut pool, &reset(), false, now);
+    let Verdict::GiveUp(c) = verdict else {
+        panic!("expected GiveUp, got {verdict:?}");
+    };
+    assert_eq!(c.client_status, 429);
+    // A healthy account is preferred over the resting one; a quota rest or Cursor's own
+    // retry hint is never overridden.
+    let (mut pool, ids) = pool_of(Strategy::RoundRobin, &["a", "b"]);
+    pool.report_failure(ids[0], MODEL, &reset(), now);
+    let mut attempts = Attempts::new(Attempts::DEFAULT_MAX, MODEL, None);
+    assert_eq!(attempts.next(&mut pool, now), Ok(ids[1]));
+    for rest in [
+        quota(),
+        unavailable(),
+        unavailable_with_hint(secs(30)),
+        forbidden(),
+    ] {
+        let (mut pool, ids) = pool_of(Strategy::RoundRobin, &["only"]);
+        pool.report_failure(ids[0], MODEL, &rest, now);
+        let mut attempts = Attempts::new(Attempts::DEFAULT_MAX, MODEL, None);
+        assert!(attempts.next(&mut pool, now).is_err(), "{:?}", rest.kind);
+    }
+}
+
+#[test]
 fn a_request_arriving_while_everything_rests_gets_429_at_once() {
     let (mut pool, ids) = pool_of(Strategy::RoundRobin, &["a", "b"]);
     let now = epoch();

@@ -759,6 +759,7 @@ impl App {
             tracing::info!(
                 account = %label,
                 kind = classification.kind.as_str(),
+                error = %classification.message,
                 "run failed before the first byte"
             );
             self.metrics
@@ -903,7 +904,7 @@ impl App {
     ) {
         self.record(key, label, outcome);
         if let Some(c) = &outcome.late_failure {
-            tracing::info!(account = %label, kind = c.kind.as_str(), "run failed after the first byte");
+            tracing::info!(account = %label, kind = c.kind.as_str(), error = %c.message, "run failed after the first byte");
             self.metrics.upstream_failure(label, c, unix_now());
             self.with_pool(|p| p.report_failure(id, model, c, Instant::now()));
         }

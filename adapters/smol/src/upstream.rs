@@ -26,8 +26,10 @@ use smol::net::TcpStream;
 
 /// Most idle kept-alive connections kept per account: HTTP/1.1 carries one call at a time, so a
 /// busy account needs one per concurrent stream plus its appends in flight; fewer means a new
-/// TCP (and TLS) connection for every burst.
-pub const MAX_IDLE: usize = 256;
+/// TCP (and TLS) connection for every burst, and under a thousand concurrent streams the
+/// closed ones fill the ephemeral port range with TIME_WAIT sockets. An idle connection holds
+/// a socket and nothing else.
+pub const MAX_IDLE: usize = 1024;
 
 /// The byte stream of one connection: plain TCP or TLS.
 #[derive(Clone)]

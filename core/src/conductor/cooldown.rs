@@ -92,8 +92,12 @@ pub enum CoolCause {
     Quota,
     /// 403.
     Forbidden,
-    /// 5xx or a broken transport.
+    /// 5xx from Cursor.
     Short,
+    /// 5xx with Cursor's own hint how long to wait.
+    RetryHint,
+    /// A broken transport (reset, GOAWAY, dropped connection): says little about the account.
+    Transport,
     /// The token refresh failed for a reason that may pass.
     Refresh,
 }
@@ -182,6 +186,20 @@ impl Health {
         wide.max(per_model)
     }
 
+    /// When the account's only rest for `model` follows a broken transport (a reset or dropped
+    /// connection; not a 5xx, which is Cursor saying it is unwell): its end. `None` when it
+    /// rests for another reason too, or not at all.
+    pub(crate) fn transient_rest(&self, model: &str, now: Instant) -> Option<Instant> {
+        if active(self.account_wide, now).is_some() {
+            return None;
+        }
+        self.models
+            .get(model)
+            .and_then(|m| active(m.cooling, now))
+            .filter(|c| c.cause == CoolCause::Transport)
+            .map(|c| c.until)
+    }
+
     /// Applies one classified failure of a request for `model`; `auth` says which token the
     /// request used and whether the account can renew it. The `Disabled` effect's reason must
     /// be stored by the caller (in the record).
@@ -220,8 +238,12 @@ impl Health {
                 if !resting {
                     m.short_level = m.short_level.saturating_add(1);
                 }
-                let rest = c.retry_after.unwrap_or(step);
-                extend(&mut m.cooling, now + rest, CoolCause::Short);
+                let (rest, cause) = match c.retry_after {
+                    Some(hint) => (hint, CoolCause::RetryHint),
+                    None if c.kind == FailureKind::Transport => (step, CoolCause::Transport),
+                    None => (step, CoolCause::Short),
+                };
+                extend(&mut m.cooling, now + rest, cause);
                 FailureEffect::Cooling {
                     scope: Scope::Model(model.to_owned()),
                     rest,

@@ -180,7 +180,9 @@ impl Pool {
             .and_then(|c| self.sticky.get(c))
             .filter(|id| !exclude.contains(id))
             .filter(|id| self.slot(*id).is_some_and(|s| s.usable(model, now)));
-        let chosen = sticky.or_else(|| self.choose(model, exclude, now));
+        let chosen = sticky
+            .or_else(|| self.choose(model, exclude, now))
+            .or_else(|| self.transient_fallback(model, exclude, now));
         let Some(id) = chosen else {
             return self.nothing_usable(model, now);
         };
@@ -209,6 +211,25 @@ impl Pool {
             Strategy::FillFirst => in_tier.next(),
         };
         chosen.map(|s| s.id)
+    }
+
+    /// When no account is usable but some rest only after a broken transport (a reset or
+    /// dropped connection): the one that recovers first. Such a rest steers traffic to healthy
+    /// accounts; it must not turn every client away (a one-account pool whose connection
+    /// dropped once would answer 429 to everyone until the rest ends). A quota, a 5xx, a 403 or
+    /// a disabled account is never tried this way.
+    fn transient_fallback(
+        &self,
+        model: &str,
+        exclude: &[AccountId],
+        now: Instant,
+    ) -> Option<AccountId> {
+        self.slots
+            .iter()
+            .filter(|s| s.record.disabled.is_none() && !exclude.contains(&s.id))
+            .filter_map(|s| s.health.transient_rest(model, now).map(|t| (t, s.id)))
+            .min_by_key(|(t, _)| *t)
+            .map(|(_, id)| id)
     }
 
     fn nothing_usable(&self, model: &str, now: Instant) -> Pick {
