@@ -1024,6 +1024,19 @@ async fn conversations_run_over_a_tls_upstream() {
             s.text
         );
         let first = h.app.upstream_connects();
+        if support::Target::current() == support::Target::Lite {
+            // HTTP/1.1: the first run's connections return to the pool once their response
+            // bodies are read to the end, which may be just after the client had its answer.
+            let all_back = || {
+                let c = h.app.live_counts().upstream;
+                c.open == c.pooled
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !all_back() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert!(all_back(), "{:?}", h.app.live_counts());
+        }
         let s = openai_stream(&h.openai(&openai_text_request("over tls too", true)).await);
         assert!(
             s.content.contains("last user message: \"over tls too\""),
@@ -1034,13 +1047,14 @@ async fn conversations_run_over_a_tls_upstream() {
             support::Target::Cursorpool => {
                 assert_eq!(h.app.upstream_connects(), 1, "one TLS connection for both");
             }
-            // HTTP/1.1: the second conversation reuses the first one's kept-alive TLS
-            // connections (its stream's may still be on its way back to the pool).
+            // HTTP/1.1: the second conversation starts on the first one's kept-alive TLS
+            // connections; a handshake more only when its appends overlap more than the
+            // first one's did (each call in flight holds a connection of its own).
             support::Target::Lite => {
                 let more = h.app.upstream_connects() - first;
                 assert!(
-                    more <= 1,
-                    "{more} new TLS handshakes for the second conversation"
+                    more < first,
+                    "{more} new TLS handshakes for the second conversation, {first} for the first"
                 );
             }
         }

@@ -233,12 +233,17 @@ fn an_account_resting_after_a_transient_failure_is_tried_when_nothing_else_can_s
     assert!(!pool.is_usable(ids[0], MODEL, now));
     let mut attempts = Attempts::new(Attempts::DEFAULT_MAX, MODEL, None);
     assert_eq!(attempts.next(&mut pool, now), Ok(ids[0]));
-    // Within one request it is not retried after failing again: the client hears it.
-    let verdict = attempts.on_failure(&mut pool, &reset(), false, now);
+    // A broken connection again: once more on a fresh one, then the client hears it.
+    assert_eq!(
+        attempts.on_failure(&mut pool, &reset(), false, now),
+        Verdict::RetryOn(ids[0])
+    );
+    let verdict = attempts.on_failure(&mut pool, &goaway(), false, now);
     let Verdict::GiveUp(c) = verdict else {
         panic!("expected GiveUp, got {verdict:?}");
     };
     assert_eq!(c.client_status, 429);
+    assert_eq!(attempts.attempts_made(), 2);
     // A healthy account is preferred over the resting one; a quota rest or Cursor's own
     // retry hint is never overridden.
     let (mut pool, ids) = pool_of(Strategy::RoundRobin, &["a", "b"]);

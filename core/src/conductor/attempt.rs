@@ -51,6 +51,8 @@ pub struct Attempts {
     refreshed: Vec<AccountId>,
     retry_same: Option<AccountId>,
     last: Option<Classification>,
+    /// The one retry on the same account after a broken connection was used.
+    reconnected: bool,
 }
 
 impl Attempts {
@@ -71,6 +73,7 @@ impl Attempts {
             refreshed: Vec::new(),
             retry_same: None,
             last: None,
+            reconnected: false,
         }
     }
 
@@ -136,6 +139,17 @@ impl Attempts {
         }
         match self.next(pool, now) {
             Ok(next) => Verdict::RetryOn(next),
+            // No other account: a broken connection says nothing about this one (the next
+            // call gets a fresh connection), so it is tried once more before the client hears.
+            Err(_)
+                if c.kind == FailureKind::Transport
+                    && !self.reconnected
+                    && self.made < self.max
+                    && pool.record(id).is_some_and(|r| r.disabled.is_none()) =>
+            {
+                self.reconnected = true;
+                Verdict::RetryOn(self.begin(pool, id))
+            }
             Err(give_up) => Verdict::GiveUp(give_up),
         }
     }
