@@ -2,7 +2,8 @@
 //! conversation; SIGTERM stops accepting, lets the in-flight stream finish, saves the state and
 //! exits 0; SIGKILL mid-stream loses at most that turn — the stored conversation and the
 //! credential file survive intact (atomic 0600 files) and a restart continues the
-//! conversation from its checkpoint; listening beyond loopback without client keys warns.
+//! conversation from its checkpoint; listening beyond loopback without client keys warns; the
+//! worker-thread variable sets the threads, and a bad value is refused.
 
 use cursorpool_conformance as support;
 
@@ -82,9 +83,18 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// `serve` on a free loopback port with `dir/state` and `dir/auth`, `extra` arguments and the
-/// given token (if any); stderr goes to `dir/stderr-N`. Returns once it listens.
+/// `serve` on a free loopback port with `dir/state` and `dir/auth` and the given token (if any); stderr goes to `dir/stderr-N`. Returns once it listens.
 async fn serve(sim: &SimHandle, dir: &Path, token: Option<&str>) -> (Running, SocketAddr, PathBuf) {
+    serve_with_env(sim, dir, token, &[]).await
+}
+
+/// [`serve`] with `env` added to the child's environment.
+async fn serve_with_env(
+    sim: &SimHandle,
+    dir: &Path,
+    token: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Running, SocketAddr, PathBuf) {
     let port = free_port();
     let log = dir.join(format!("stderr-{port}"));
     let mut cmd = Command::new(support::binary_path());
@@ -103,6 +113,7 @@ async fn serve(sim: &SimHandle, dir: &Path, token: Option<&str>) -> (Running, So
     if let Some(t) = token {
         cmd.env("CURSORPOOL_TOKENS", format!("sim={t}"));
     }
+    cmd.envs(env.iter().copied());
     let running = Running(Some(cmd.spawn().expect("the binary starts")));
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -393,7 +404,68 @@ async fn listening_beyond_loopback_without_client_keys_warns_loudly() {
     .await;
 }
 
+/// The worker-thread variable of the binary under test, the name its worker threads carry
+/// (`/proc/PID/task/*/comm`, cut at 15 bytes), and how many other threads carry that name too
+/// (the lite binary's main thread has its name).
+fn threads_var() -> (&'static str, &'static str, usize) {
+    match support::Target::current() {
+        support::Target::Cursorpool => ("CURSORPOOL_THREADS", "tokio-rt-worker", 0),
+        support::Target::Lite => ("CURSORPOOL_LITE_THREADS", "cursorpool-lite", 1),
+    }
+}
+
+fn threads_named(pid: &str, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process's threads")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+async fn worker_threads_follow_the_environment_and_a_bad_value_is_refused() {
+    bounded(async {
+        let (var, worker, others) = threads_var();
+        let dir = temp_dir("threads");
+        for bad in ["0", "many", "-1"] {
+            let out = Command::new(support::binary_path())
+                .env("CURSORPOOL_CONFIG", dir.join("no-config.yaml"))
+                .env(var, bad)
+                .args(["serve", "--listen", "127.0.0.1:0", "--memory-only"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("the binary runs");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{var}={bad}: {err}");
+            assert!(err.contains(var) && err.contains(bad), "{err}");
+        }
+        // Five workers (the defaults here are one per core, and one for the lite binary), and
+        // the server answers on them.
+        let sim = spawn(ServerConfig::new(SimConfig::default()))
+            .await
+            .expect("the sim starts");
+        let token = sim.access_token("default").expect("token");
+        let (running, addr, _log) = serve_with_env(&sim, &dir, Some(&token), &[(var, "5")]).await;
+        let mut client = Client::connect(addr).await;
+        let r = client
+            .post(
+                "/v1/messages",
+                anthropic_text_request("on five threads", false)
+                    .to_string()
+                    .into(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let n = threads_named(&running.pid(), worker);
+        assert_eq!(n, 5 + others, "threads named {worker:?}");
+        drop(running);
+        sim.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}
+
 support::both_binaries!(
+    worker_threads_follow_the_environment_and_a_bad_value_is_refused,
     serve_answers_and_stops_on_sigterm,
     sigterm_finishes_the_in_flight_stream_and_refuses_new_connections,
     sigkill_mid_stream_keeps_stored_conversations_and_credentials,

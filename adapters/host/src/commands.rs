@@ -658,6 +658,22 @@ pub enum Shared {
     Completions(CompletionsArgs),
 }
 
+/// Worker threads asked for by the environment variable `var`: unset or empty → `None` (the
+/// binary's default); a positive integer → that many. Anything else is refused at startup
+/// with a message naming the variable (exit code 2), never silently replaced by the default.
+pub fn threads_from_env(var: &str) -> Result<Option<std::num::NonZeroUsize>, String> {
+    match std::env::var(var) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("{var}: not valid UTF-8")),
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => v
+            .trim()
+            .parse::<std::num::NonZeroUsize>()
+            .map(Some)
+            .map_err(|_| format!("{var}: expected a number of threads of at least 1, got {v:?}")),
+    }
+}
+
 /// Reads the configuration file and sets up logging (`default_filter` when nothing sets a
 /// level). An unusable file is reported and ends the process with exit code 2.
 pub fn startup(

@@ -11,6 +11,8 @@ use cursorpool_smol::platform::SmolPlatform;
 use cursorpool_smol::server;
 use futures_lite::StreamExt as _;
 
+/// Environment variable: the executor's threads (default 1).
+const THREADS_VAR: &str = "CURSORPOOL_LITE_THREADS";
 const BINARY: &str = "cursorpool-lite";
 
 fn main() -> ExitCode {
@@ -25,6 +27,16 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    match commands::threads_from_env(THREADS_VAR) {
+        Ok(Some(n)) => {
+            cursorpool_smol::executor::set_threads(n);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("{BINARY}: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    }
     smol::block_on(async move {
         let Command::Shared(shared) = cli.command;
         let platform = SmolPlatform::shared();

@@ -10,6 +10,8 @@ use cursorpool_tokio::cli::{Cli, Command, demo_config};
 use cursorpool_tokio::platform::TokioPlatform;
 use cursorpool_tokio::{demo, server};
 
+/// Environment variable: the runtime's worker threads (default: one per core).
+const THREADS_VAR: &str = "CURSORPOOL_THREADS";
 const BINARY: &str = "cursorpool";
 
 fn main() -> ExitCode {
@@ -24,10 +26,19 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // One worker per core unless `CURSORPOOL_THREADS` says otherwise.
+    match commands::threads_from_env(THREADS_VAR) {
+        Ok(Some(n)) => {
+            builder.worker_threads(n.get());
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("{BINARY}: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{BINARY}: cannot start the runtime: {e}");
