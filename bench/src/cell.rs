@@ -35,7 +35,7 @@ impl Target {
         }
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         match self {
             Target::Baseline(_) => None,
             Target::Proxy { proxy, .. } => Some(proxy.pid),

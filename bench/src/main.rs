@@ -261,28 +261,7 @@ async fn measure(
         }
     }
 
-    say("starting the proxies for the load cells");
-    let mut targets = vec![Target::Baseline(Arc::new(Direct::new(
-        &sim.base_url,
-        &sim.access_token,
-    )?))];
-    let pool = children::start_proxy(pool_bin, &sim, scratch, "cursorpool")?;
-    targets.push(Target::Proxy {
-        name: "cursorpool",
-        proxy: pool,
-    });
-    if let Some(lite) = lite_bin {
-        match children::start_proxy(lite, &sim, scratch, "cursorpool-lite") {
-            Ok(p) => targets.push(Target::Proxy {
-                name: "cursorpool-lite",
-                proxy: p,
-            }),
-            Err(e) => {
-                say(&format!("cursorpool-lite does not start: {e}"));
-                notes.push(format!("cursorpool-lite did not start: {e}"));
-            }
-        }
-    }
+    children::kill(sim.pid);
 
     let bounds = Bounds {
         duration: Duration::from_secs_f64(cli.cell_secs),
@@ -291,6 +270,14 @@ async fn measure(
     };
     let mut cells = Vec::new();
     for &w in workloads {
+        // Fresh processes per workload: what one workload leaves behind (the sim's stored
+        // checkpoints, the proxy's conversation store, a grown heap) never weighs on the next.
+        say(&format!(
+            "{}: starting cursor-sim and the proxies",
+            w.name()
+        ));
+        let sim = children::start_sim(sim_bin, &scratch.join(format!("sim-{}.log", w.tag())))?;
+        let targets = start_targets(&sim, pool_bin, lite_bin, scratch, w, notes)?;
         // Warm-up: a few sequential units per target, not recorded.
         for t in &targets {
             let mut client = match t {
@@ -319,8 +306,51 @@ async fn measure(
                 cells.push(r);
             }
         }
+        for pid in targets_pids(&targets) {
+            children::kill(pid);
+        }
+        children::kill(sim.pid);
     }
     Ok((cells, mem))
+}
+
+/// The baseline and the proxies (cursorpool, and cursorpool-lite when built and it starts) on
+/// `sim`, for workload `w`'s cells.
+fn start_targets(
+    sim: &children::Sim,
+    pool_bin: &Path,
+    lite_bin: Option<&Path>,
+    scratch: &Path,
+    w: Workload,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Target>, String> {
+    let mut targets = vec![Target::Baseline(Arc::new(Direct::new(
+        &sim.base_url,
+        &sim.access_token,
+    )?))];
+    let pool = children::start_proxy(pool_bin, sim, scratch, &format!("cursorpool-{}", w.tag()))?;
+    targets.push(Target::Proxy {
+        name: "cursorpool",
+        proxy: pool,
+    });
+    if let Some(lite) = lite_bin {
+        match children::start_proxy(lite, sim, scratch, &format!("cursorpool-lite-{}", w.tag())) {
+            Ok(p) => targets.push(Target::Proxy {
+                name: "cursorpool-lite",
+                proxy: p,
+            }),
+            Err(e) => {
+                say(&format!("cursorpool-lite does not start: {e}"));
+                notes.push(format!("cursorpool-lite did not start ({}): {e}", w.name()));
+            }
+        }
+    }
+    Ok(targets)
+}
+
+/// The pids of the proxies among `targets`.
+fn targets_pids(targets: &[Target]) -> impl Iterator<Item = u32> + '_ {
+    targets.iter().filter_map(Target::pid)
 }
 
 fn cmd_output(cmd: &str, args: &[&str]) -> Option<String> {
@@ -452,8 +482,11 @@ the parked turn at once). *CPU s / 1k req* = the proxy's utime+stime delta over 
 CPU time per upstream frame relayed (server messages the sim sent during the cell, from its \
 counters: text and token deltas, heartbeats, checkpoints, KV and exec messages); *CPU proxy / \
 sim / loadgen* = each process's CPU time over the cell as a share of one core (200% = both \
-cores of this machine), which shows where the machine's CPU went and who limited the cell. *peak RSS* = the proxy's VmHWM \
-since its start (so it only grows down a table). The sim, the load generator and the proxy share \
+cores of this machine), which shows where the machine's CPU went and who limited the cell. Each workload starts a fresh \
+sim and fresh proxies (what one workload stored never weighs on the next), whose cells then \
+run in the order of the table on the same processes. *peak RSS* = the proxy's VmHWM since its \
+start (so it only grows down a workload's table: every conversation a cell made stays in the \
+proxy's store, bounded by its byte budget and TTL). The sim, the load generator and the proxy share \
 the same cores, so absolute figures are lower bounds of what the proxy alone could do.
 ";
 

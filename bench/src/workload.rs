@@ -41,6 +41,16 @@ impl Workload {
         }
     }
 
+    /// A short name for file names (`--workloads` spelling).
+    pub(crate) fn tag(self) -> &'static str {
+        match self {
+            Workload::Short => "short",
+            Workload::Stream500 => "stream",
+            Workload::ClaudeCode => "claude-code",
+            Workload::ToolRoundTrip => "tool",
+        }
+    }
+
     /// Whether its responses stream (SSE).
     pub(crate) fn streams(self) -> bool {
         matches!(self, Workload::Stream500 | Workload::ClaudeCode)
