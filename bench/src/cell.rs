@@ -245,7 +245,12 @@ pub(crate) fn check(a: &Answer, streams: bool, stop: Option<&str>) -> Result<Val
     if streams {
         let text = String::from_utf8_lossy(&a.body);
         if !text.contains("event: message_stop") {
-            return Err(format!("stream without message_stop: {}", snippet()));
+            // The end says why (an `error` event after the first byte).
+            let tail = &a.body[a.body.len().saturating_sub(300)..];
+            return Err(format!(
+                "stream without message_stop, ending: {}",
+                String::from_utf8_lossy(tail)
+            ));
         }
         return Ok(Value::Null);
     }
