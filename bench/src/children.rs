@@ -166,7 +166,7 @@ pub(crate) fn start_proxy(
         .arg("--auth-dir")
         .arg(&auth)
         .arg("--log")
-        .arg("warn")
+        .arg(std::env::var("BENCH_PROXY_LOG").unwrap_or_else(|_| "warn".into()))
         .env("HOME", &dir)
         .env_remove("CURSORPOOL_TOKENS")
         .env_remove("CURSORPOOL_API_KEYS")

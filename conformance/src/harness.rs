@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -188,19 +188,24 @@ pub struct Proxy {
 impl Proxy {
     /// Serves `app` on a fresh loopback port with the server of the binary under test.
     pub async fn serve(app: Arc<App>) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let addr = listener.local_addr().expect("local addr");
         let (stop, stop_rx) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stop_rx.await;
         };
-        let server = match Target::current() {
+        let loopback = ([127, 0, 0, 1], 0).into();
+        // Each binary's own listening socket (its accept-queue size included).
+        let (addr, server) = match Target::current() {
             Target::Cursorpool => {
-                listener.set_nonblocking(true).expect("nonblocking");
-                let listener = TcpListener::from_std(listener).expect("a tokio listener");
-                tokio::spawn(server::serve(listener, app, shutdown))
+                let listener = server::listen(loopback).expect("bind a loopback port");
+                let addr = listener.local_addr().expect("local addr");
+                (addr, tokio::spawn(server::serve(listener, app, shutdown)))
             }
-            Target::Lite => lite_serve(listener, app, shutdown),
+            Target::Lite => {
+                let listener =
+                    cursorpool_smol::server::listen(loopback).expect("bind a loopback port");
+                let addr = listener.local_addr().expect("local addr");
+                (addr, lite_serve(listener, app, shutdown))
+            }
         };
         Self { addr, stop, server }
     }
@@ -222,11 +227,10 @@ impl Proxy {
 /// `cursorpool-lite`'s server for `listener` (its tasks run on smol's executor; the returned
 /// handle ends when the server does).
 fn lite_serve(
-    listener: std::net::TcpListener,
+    listener: smol::net::TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<()> {
-    let listener = smol::net::TcpListener::try_from(listener).expect("a smol listener");
     let task =
         cursorpool_smol::executor::spawn(cursorpool_smol::server::serve(listener, app, shutdown));
     // Aborting the tokio handle drops the smol task, which cancels the server.

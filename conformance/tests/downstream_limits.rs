@@ -1,7 +1,8 @@
 //! Limits on what a client connection may hold, against both binaries: a head over the limit
 //! is a 431 in the client API's error shape, a 100 MB body a 413 (default limit), a head sent
 //! slowly (slow-loris), a body that stops arriving and an idle keep-alive connection are
-//! closed — and the server keeps serving everyone else, holding nothing afterwards.
+//! closed — and the server keeps serving everyone else, holding nothing afterwards; a burst of
+//! connections waits in the listener's accept queue instead of being dropped.
 
 use cursorpool_conformance as support;
 
@@ -228,7 +229,75 @@ fn the_connection_limits_come_from_the_command_line() {
     );
 }
 
+/// The accept queue of the loopback listener on `port`, from `/proc/net/tcp` (for a listening
+/// socket its `rx_queue` column counts the connections waiting for `accept`).
+fn accept_queue(port: u16) -> Option<usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.get(1) != Some(&local.as_str()) || cols.get(3) != Some(&"0A") {
+            return None;
+        }
+        let (_, rx) = cols.get(4)?.split_once(':')?;
+        usize::from_str_radix(rx, 16).ok()
+    })
+}
+
+/// A team's clients connecting at once are all queued for `accept`, not dropped: the binary's
+/// listening socket holds far more than the usual 128 waiting connections. (Nothing accepts
+/// here, so the queue fills; with a backlog of 128 it stops at 129.)
+async fn a_burst_of_connections_waits_in_the_accept_queue() {
+    bounded(async {
+        const BURST: usize = 400;
+        let loopback = ([127, 0, 0, 1], 0).into();
+        let (port, _listener): (u16, Box<dyn std::any::Any + Send>) =
+            match support::Target::current() {
+                support::Target::Cursorpool => {
+                    let l = cursorpool_tokio::server::listen(loopback).expect("listen");
+                    (l.local_addr().expect("addr").port(), Box::new(l))
+                }
+                support::Target::Lite => {
+                    let l = cursorpool_smol::server::listen(loopback).expect("listen");
+                    (l.local_addr().expect("addr").port(), Box::new(l))
+                }
+            };
+        let Some(0) = accept_queue(port) else {
+            eprintln!("NOTICE: /proc/net/tcp does not show the listener; accept queue not checked");
+            return;
+        };
+        // The kernel caps every backlog at net.core.somaxconn (4096 by default since Linux 5.4).
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(4096);
+        let want = BURST.min(cap + 1);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let clients: Vec<_> = (0..BURST)
+            .map(|_| tokio::spawn(TcpStream::connect(addr)))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut queued = 0;
+        while Instant::now() < deadline {
+            queued = accept_queue(port).unwrap_or(0);
+            if queued >= want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for c in clients {
+            c.abort();
+        }
+        assert_eq!(
+            queued, want,
+            "connections waiting for accept (somaxconn {cap})"
+        );
+    })
+    .await;
+}
+
 support::both_binaries!(
+    a_burst_of_connections_waits_in_the_accept_queue,
     headers_over_the_limit_are_a_431_in_the_api_shape,
     a_100_mb_body_is_a_413_with_the_default_limit,
     a_slow_loris_head_is_cut_at_the_header_timeout,

@@ -154,6 +154,12 @@ impl Serving {
     }
 }
 
+/// Connections the kernel may hold for `accept` on the listening socket (capped by
+/// `net.core.somaxconn`). The usual default of 128 overflows when a team's clients (or a
+/// thousand concurrent streams) connect at once: the kernel then drops handshakes, each
+/// costing the client a one-second retransmit, or answers data with a reset.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 /// `serve` from start to exit code (the configuration and log control as
 /// [`crate::commands::startup`] made them), around the adapter's runtime pieces: [`start`], then
 /// `on_sighup` gets the reloader (to call on SIGHUP), `bind` opens the listener, `serve` serves

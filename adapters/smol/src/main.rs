@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             platform,
             BINARY,
             reload_on_sighup,
-            async |addr| smol::net::TcpListener::bind(addr).await,
+            async |addr| server::listen(addr),
             async |listener, app| server::serve(listener, app, shutdown_signal()).await,
         )
         .await

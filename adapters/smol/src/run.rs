@@ -162,13 +162,17 @@ pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
             Input::Appended(Ok((status, headers, body))) => {
                 turn.handle_append_failed(status, &headers, &body, now());
             }
-            Input::Appended(Err(e)) => turn.handle_transport_failure(e.failure(), now()),
+            Input::Appended(Err(e)) => {
+                tracing::debug!(error = %e, "BidiAppend call failed");
+                turn.handle_transport_failure(e.failure(), now());
+            }
             Input::Opened(Ok(ex)) => {
                 opening = None;
                 turn.handle_upstream_response(ex.status, &ex.headers, now());
                 sse = Some(*ex);
             }
             Input::Opened(Err(e)) => {
+                tracing::debug!(error = %e, "RunSSE call failed");
                 opening = None;
                 turn.handle_transport_failure(e.failure(), now());
             }
@@ -180,6 +184,7 @@ pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
                 turn.handle_upstream_end(now());
             }
             Input::ReadFailed(e) => {
+                tracing::debug!(error = %e, "RunSSE body read failed");
                 sse = None;
                 turn.handle_transport_failure(io_failure(&e).failure(), now());
             }

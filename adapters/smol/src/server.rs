@@ -24,6 +24,16 @@ use crate::watched::{self, Watched};
 /// How long in-flight replies may take to finish after shutdown was asked for.
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// A listening socket on `addr` whose accept queue holds
+/// [`LISTEN_BACKLOG`](cursorpool_host::serve::LISTEN_BACKLOG) connections (std binds with a
+/// backlog of 128; listening again on the bound socket raises it).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    let backlog = i32::try_from(cursorpool_host::serve::LISTEN_BACKLOG).unwrap_or(i32::MAX);
+    rustix::net::listen(&listener, backlog)?;
+    TcpListener::try_from(listener)
+}
+
 /// Serves `listener` until `shutdown` resolves, then drains in-flight replies (bounded).
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let _sweeper = cursorpool_host::serve::sweeper(&app);

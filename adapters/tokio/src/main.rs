@@ -70,7 +70,7 @@ fn main() -> ExitCode {
             platform,
             BINARY,
             reload_on_sighup,
-            async |addr| tokio::net::TcpListener::bind(addr).await,
+            async |addr| server::listen(addr),
             async |listener, app| server::serve(listener, app, shutdown_signal()).await,
         )
         .await

@@ -22,6 +22,21 @@ use crate::watched::Watched;
 /// How long in-flight replies may take to finish after shutdown was asked for.
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// A listening socket on `addr` whose accept queue holds
+/// [`LISTEN_BACKLOG`](cursorpool_host::serve::LISTEN_BACKLOG) connections.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std does: a restarted server rebinds while old connections linger in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(cursorpool_host::serve::LISTEN_BACKLOG)
+}
+
 /// Serves `listener` until `shutdown` resolves, then drains open connections (bounded).
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let limits = app.conn_limits();

@@ -103,7 +103,7 @@ pub async fn spawn(config: ServerConfig) -> io::Result<SimHandle> {
     } else {
         None
     };
-    let listener = TcpListener::bind(config.listen).await?;
+    let listener = listen(config.listen)?;
     let addr = listener.local_addr()?;
     let sim = Sim::new(config.sim, Instant::now(), SystemTime::now());
     let shared = Shared::new(sim);
@@ -204,4 +204,22 @@ impl Drop for SimHandle {
             task.abort();
         }
     }
+}
+
+/// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`): a real
+/// server's front takes a burst of a thousand clients' connections; the usual 128 would
+/// drop handshakes and reset connections under the benchmark's load.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`].
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
