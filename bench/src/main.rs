@@ -236,8 +236,6 @@ async fn measure(
     notes: &mut Vec<String>,
 ) -> Result<(Vec<CellResult>, Vec<MemoryResult>), String> {
     let timeout = Duration::from_secs(cli.request_timeout_secs);
-    say("starting cursor-sim");
-    let sim = children::start_sim(sim_bin, &scratch.join("sim.log"))?;
 
     // `--full` parks the 10,000 unless a count was given.
     let parked = if cli.full && cli.parked == 1000 {
@@ -247,6 +245,8 @@ async fn measure(
     };
     let mut mem = Vec::new();
     if !cli.skip_memory {
+        say("memory: starting cursor-sim");
+        let sim = children::start_sim(sim_bin, &scratch.join("sim-memory.log"))?;
         say(&format!(
             "memory: cursorpool (idle, then {parked} parked conversations)"
         ));
@@ -259,9 +259,8 @@ async fn measure(
                 memory::measure("cursorpool-lite", lite, &sim, scratch, parked, timeout).await,
             );
         }
+        children::kill(sim.pid);
     }
-
-    children::kill(sim.pid);
 
     let bounds = Bounds {
         duration: Duration::from_secs_f64(cli.cell_secs),
