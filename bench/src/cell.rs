@@ -52,6 +52,9 @@ pub(crate) struct Bounds {
     pub(crate) max_units: u64,
     /// Bound on each request.
     pub(crate) request_timeout: Duration,
+    /// Units started per second over all clients (`None`: each client starts its next unit
+    /// as soon as the last one ended, which saturates the machine).
+    pub(crate) rate: Option<f64>,
 }
 
 /// What a cell measured.
@@ -63,6 +66,8 @@ pub(crate) struct CellResult {
     pub(crate) workload: Workload,
     /// Concurrent clients.
     pub(crate) concurrency: usize,
+    /// The paced rate of units per second, if the cell was paced.
+    pub(crate) rate: Option<f64>,
     /// Successful requests (a tool round trip counts two).
     pub(crate) ok: u64,
     /// Failed requests (or round trips).
@@ -86,6 +91,16 @@ pub(crate) struct CellResult {
     /// CPU seconds the load generator (this process: clients, and the baseline's own turn
     /// machine) used during the cell.
     pub(crate) loadgen_cpu_secs: Option<f64>,
+}
+
+impl CellResult {
+    /// Units completed per second over the cell (`ok` counts requests: a tool round trip
+    /// is two).
+    pub(crate) fn units_per_sec(&self) -> f64 {
+        #[expect(clippy::cast_precision_loss, reason = "request counts far below 2^52")]
+        let ok = self.ok as f64;
+        ok / f64::from(self.workload.requests_per_unit()) / self.elapsed.as_secs_f64().max(1e-9)
+    }
 }
 
 /// Server messages the sim at `sim` has sent so far (`total.messages_out` of its counters).
@@ -122,7 +137,7 @@ pub(crate) async fn run_cell(
     let t0 = Instant::now();
     let deadline = t0 + bounds.duration;
     let mut tasks = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
+    for i in 0..concurrency {
         let target = target.clone();
         let started = started.clone();
         tasks.push(tokio::spawn(async move {
@@ -133,9 +148,20 @@ pub(crate) async fn run_cell(
             let mut samples: Samples = Vec::new();
             let mut errors = 0u64;
             let mut first_error = None;
+            let mut k = 0u32;
             while Instant::now() < deadline
                 && started.fetch_add(1, Ordering::Relaxed) < bounds.max_units
             {
+                // Paced: this client's k-th unit has its slot in the cell's schedule (a late
+                // unit starts at once: the backlog shows in its latency, as for a real user).
+                if let Some(rate) = bounds.rate {
+                    let slot = (f64::from(k) * concurrency as f64 + i as f64) / rate;
+                    tokio::time::sleep_until((t0 + Duration::from_secs_f64(slot)).into()).await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+                k += 1;
                 match unit(&target, client.as_mut(), workload, bounds.request_timeout).await {
                     Ok(s) => samples.extend(s),
                     Err(e) => {
@@ -151,6 +177,7 @@ pub(crate) async fn run_cell(
         target: target.name(),
         workload,
         concurrency,
+        rate: bounds.rate,
         ok: 0,
         errors: 0,
         first_error: None,
@@ -209,11 +236,7 @@ pub(crate) async fn unit(
     match (target, client) {
         (Target::Baseline(direct), _) => {
             let replies = direct.run(&body, timeout).await?;
-            let want = if workload == Workload::ToolRoundTrip {
-                2
-            } else {
-                1
-            };
+            let want = workload.requests_per_unit() as usize;
             if replies.len() != want {
                 return Err(format!("{} replies, expected {want}", replies.len()));
             }

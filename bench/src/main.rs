@@ -61,6 +61,17 @@ struct Cli {
     #[arg(long, default_value_t = 20_000)]
     max_units: u64,
 
+    /// Also run paced cells: units start on a fixed schedule at this fraction (0–1) of the
+    /// slowest target's saturated rate at --paced-concurrency in the same run (e.g. 0.5), so
+    /// every target carries the load. They show the latency the proxy adds with that many
+    /// conversations in flight, where the saturated cells show mostly queueing.
+    #[arg(long)]
+    paced_load: Option<f64>,
+
+    /// Clients of the paced cells (a concurrency the saturated cells also ran).
+    #[arg(long, default_value_t = 64)]
+    paced_concurrency: usize,
+
     /// Conversations parked on a tool call for the memory figures.
     #[arg(long, default_value_t = 1000)]
     parked: u64,
@@ -266,7 +277,18 @@ async fn measure(
         duration: Duration::from_secs_f64(cli.cell_secs),
         max_units: cli.max_units,
         request_timeout: timeout,
+        rate: None,
     };
+    let paced_load = cli.paced_load.filter(|f| *f > 0.0 && *f <= 1.0);
+    if cli.paced_load.is_some() && paced_load.is_none() {
+        return Err("--paced-load is a fraction in (0, 1]".to_owned());
+    }
+    if paced_load.is_some() && !concurrencies.contains(&cli.paced_concurrency) {
+        return Err(format!(
+            "--paced-concurrency {} is not among the concurrencies measured",
+            cli.paced_concurrency
+        ));
+    }
     let mut cells = Vec::new();
     for &w in workloads {
         // Fresh processes per workload: what one workload leaves behind (the sim's stored
@@ -290,19 +312,47 @@ async fn measure(
                 }
             }
         }
-        for &c in concurrencies {
+        let first_of_workload = cells.len();
+        let mut cells_of_workload: Vec<(usize, Bounds)> =
+            concurrencies.iter().map(|&c| (c, bounds)).collect();
+        let mut i = 0;
+        while let Some(&(c, bounds)) = cells_of_workload.get(i) {
+            i += 1;
             for t in &targets {
                 let r = cell::run_cell(t, w, c, bounds, &sim).await;
                 say(&format!(
-                    "{:<30} c={:<5} {:<16} ok={:<6} err={:<4} {:.1}s",
+                    "{:<30} c={:<5} {:<8} {:<16} ok={:<6} err={:<4} {:.1}s",
                     w.name(),
                     c,
+                    bounds
+                        .rate
+                        .map_or_else(String::new, |r| format!("@{r:.0}/s")),
                     r.target,
                     r.ok,
                     r.errors,
                     r.elapsed.as_secs_f64()
                 ));
                 cells.push(r);
+            }
+            // After the saturated cells: the paced ones, at a share of the slowest target's
+            // rate.
+            if i == concurrencies.len()
+                && let Some(load) = paced_load
+            {
+                let slowest = cells[first_of_workload..]
+                    .iter()
+                    .filter(|r| r.concurrency == cli.paced_concurrency && r.rate.is_none())
+                    .map(CellResult::units_per_sec)
+                    .fold(f64::INFINITY, f64::min);
+                if slowest.is_finite() && slowest > 0.0 {
+                    cells_of_workload.push((
+                        cli.paced_concurrency,
+                        Bounds {
+                            rate: Some((slowest * load).max(1.0)),
+                            ..bounds
+                        },
+                    ));
+                }
             }
         }
         for pid in targets_pids(&targets) {
@@ -486,7 +536,13 @@ sim and fresh proxies (what one workload stored never weighs on the next), whose
 run in the order of the table on the same processes. *peak RSS* = the proxy's VmHWM since its \
 start (so it only grows down a workload's table: every conversation a cell made stays in the \
 proxy's store, bounded by its byte budget and TTL). The sim, the load generator and the proxy share \
-the same cores, so absolute figures are lower bounds of what the proxy alone could do.
+the same cores, so absolute figures are lower bounds of what the proxy alone could do. \
+Unpaced cells saturate the machine (each client starts its next unit as soon as the last \
+ended), so their latencies at 64 and 1,000 are mostly queueing: the slower target waits longer \
+for the same cores. A *paced* cell (`64 @ R/s`, with `--paced-load`) starts units on a fixed \
+schedule, R per second over all clients, R being a share of the slowest target's saturated \
+rate at that concurrency in the same run: a load every target carries. Its added latency is \
+what the proxy itself adds with that many conversations in flight.
 ";
 
 const MEMORY_METHOD: &str = "\

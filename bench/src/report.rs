@@ -29,6 +29,18 @@ pub(crate) fn mib(b: Option<u64>) -> String {
     )
 }
 
+/// A cell's concurrency as the tables show it: `64`, or `64 @ 1000/s` when paced.
+fn conc_label(c: &CellResult) -> String {
+    match c.rate {
+        Some(r) => format!(
+            "{} @ {:.0}/s",
+            c.concurrency,
+            r * f64::from(c.workload.requests_per_unit())
+        ),
+        None => c.concurrency.to_string(),
+    }
+}
+
 /// Per-cell figures derived for the tables and the plot.
 #[derive(Debug, Clone)]
 struct Row<'a> {
@@ -46,7 +58,10 @@ fn rows(cells: &[CellResult]) -> Vec<Row<'_>> {
             let ttfb = Quantiles::of(&c.ttfb);
             let ttlb = Quantiles::of(&c.ttlb);
             let base = cells.iter().find(|b| {
-                b.target == "baseline" && b.workload == c.workload && b.concurrency == c.concurrency
+                b.target == "baseline"
+                    && b.workload == c.workload
+                    && b.concurrency == c.concurrency
+                    && b.rate == c.rate
             });
             let (added_ttfb, added_ttlb) = match base {
                 Some(b) if c.target != "baseline" => {
@@ -114,7 +129,7 @@ pub(crate) fn load_tables(cells: &[CellResult]) -> String {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                c.concurrency,
+                conc_label(c),
                 c.target,
                 c.ok,
                 c.errors,
@@ -145,7 +160,7 @@ pub(crate) fn load_tables(cells: &[CellResult]) -> String {
                     format!(
                         "- {} c={}: {}",
                         c.target,
-                        c.concurrency,
+                        conc_label(c),
                         e.replace('\n', " ")
                     )
                 })
@@ -224,6 +239,7 @@ pub(crate) fn latency_svg(cells: &[CellResult], concurrencies: &[usize]) -> Stri
                         let r = rows.iter().find(|r| {
                             r.cell.workload == *w
                                 && r.cell.concurrency == c
+                                && r.cell.rate.is_none()
                                 && r.cell.target == name
                         })?;
                         Some((

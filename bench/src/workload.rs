@@ -52,6 +52,14 @@ impl Workload {
     }
 
     /// Whether its responses stream (SSE).
+    /// Requests in one unit of the workload (a tool round trip is two).
+    pub(crate) fn requests_per_unit(self) -> u32 {
+        match self {
+            Workload::ToolRoundTrip => 2,
+            _ => 1,
+        }
+    }
+
     pub(crate) fn streams(self) -> bool {
         matches!(self, Workload::Stream500 | Workload::ClaudeCode)
     }

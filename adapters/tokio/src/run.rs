@@ -6,6 +6,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use cursorpool_core::classify::TransportFailure;
@@ -75,6 +76,9 @@ pub async fn drive(upstream: Arc<Upstream>, call: RunCall) -> Outcome {
     let mut close_after_flush = false;
     let mut end_sent = false;
     let mut control_open = true;
+    // One timer for the whole run, moved when the turn's deadline moves.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
 
     loop {
         while let Some(bytes) = turn.poll_transmit() {
@@ -101,6 +105,11 @@ pub async fn drive(upstream: Arc<Upstream>, call: RunCall) -> Outcome {
             send.reserve_capacity(chunker.pending_len());
         }
         let deadline = turn.poll_timeout().map(Instant::from_std);
+        if let Some(d) = deadline
+            && d != timer.deadline()
+        {
+            timer.as_mut().reset(d);
+        }
         tokio::select! {
             cap = poll_fn(|cx| send.poll_capacity(cx)), if !chunker.is_empty() => match cap {
                 Some(Ok(n)) => {
@@ -126,27 +135,39 @@ pub async fn drive(upstream: Arc<Upstream>, call: RunCall) -> Outcome {
                     Err(e) => turn.handle_transport_failure(transport_failure(&e), now()),
                 }
             },
-            data = async { recv.as_mut().expect("guarded").data().await }, if recv.is_some() => match data {
-                Some(Ok(chunk)) => {
-                    if let Some(rs) = recv.as_mut() {
-                        let _ = rs.flow_control().release_capacity(chunk.len());
+            data = async { recv.as_mut().expect("guarded").data().await }, if recv.is_some() => {
+                // Every chunk already received goes to the turn before its events are
+                // forwarded: one hand-off to the reader per burst, not per frame.
+                let mut next = Some(data);
+                let mut released = 0;
+                while let Some(data) = next.take() {
+                    match data {
+                        Some(Ok(chunk)) => {
+                            released += chunk.len();
+                            turn.handle_upstream_data(&chunk, now());
+                            if let Some(rs) = recv.as_mut() {
+                                next = ready_data(rs).await;
+                            }
+                        }
+                        Some(Err(e)) => {
+                            recv = None;
+                            turn.handle_transport_failure(transport_failure(&e), now());
+                        }
+                        None => {
+                            recv = None;
+                            turn.handle_upstream_end(now());
+                        }
                     }
-                    turn.handle_upstream_data(&chunk, now());
                 }
-                Some(Err(e)) => {
-                    recv = None;
-                    turn.handle_transport_failure(transport_failure(&e), now());
-                }
-                None => {
-                    recv = None;
-                    turn.handle_upstream_end(now());
+                if let Some(rs) = recv.as_mut() {
+                    let _ = rs.flow_control().release_capacity(released);
                 }
             },
             msg = control.recv(), if control_open => match msg {
                 Ok(msg) => r.handle_control(msg, &mut turn, now()),
                 Err(_) => control_open = false,
             },
-            () = sleep_until(deadline) => turn.handle_timeout(now()),
+            () = &mut timer, if deadline.is_some() => turn.handle_timeout(now()),
         }
     }
     finish(r, turn, &mut send, end_sent, recv).await
@@ -188,9 +209,11 @@ async fn finish(
     outcome
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
+/// The next chunk of `recv` if one is already there (`None`: it would have to wait).
+async fn ready_data(recv: &mut RecvStream) -> Option<Option<Result<Bytes, h2::Error>>> {
+    poll_fn(|cx| match recv.poll_data(cx) {
+        Poll::Ready(data) => Poll::Ready(Some(data)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
