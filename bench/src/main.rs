@@ -334,9 +334,11 @@ async fn measure(
                 ));
                 cells.push(r);
             }
-            // After the saturated cells: the paced ones, at a share of the slowest target's
+            // Right after the saturated cells at the paced concurrency (before a larger one
+            // grows the processes' state): the paced ones, at a share of the slowest target's
             // rate.
-            if i == concurrencies.len()
+            if bounds.rate.is_none()
+                && c == cli.paced_concurrency
                 && let Some(load) = paced_load
             {
                 let slowest = cells[first_of_workload..]
@@ -345,13 +347,16 @@ async fn measure(
                     .map(CellResult::units_per_sec)
                     .fold(f64::INFINITY, f64::min);
                 if slowest.is_finite() && slowest > 0.0 {
-                    cells_of_workload.push((
-                        cli.paced_concurrency,
-                        Bounds {
-                            rate: Some((slowest * load).max(1.0)),
-                            ..bounds
-                        },
-                    ));
+                    cells_of_workload.insert(
+                        i,
+                        (
+                            cli.paced_concurrency,
+                            Bounds {
+                                rate: Some((slowest * load).max(1.0)),
+                                ..bounds
+                            },
+                        ),
+                    );
                 }
             }
         }
