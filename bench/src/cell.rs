@@ -80,6 +80,9 @@ pub(crate) struct CellResult {
     pub(crate) ttfb: Vec<Duration>,
     /// Time to last byte of every successful request.
     pub(crate) ttlb: Vec<Duration>,
+    /// When the unit of every successful request started (for `--samples-dir`: stalls show
+    /// as slow requests bunched in time).
+    pub(crate) starts: Vec<Instant>,
     /// CPU seconds the proxy process used during the cell.
     pub(crate) cpu_secs: Option<f64>,
     /// The proxy process's peak RSS (`VmHWM`, since its start) after the cell, in bytes.
@@ -101,6 +104,28 @@ impl CellResult {
         let ok = self.ok as f64;
         ok / f64::from(self.workload.requests_per_unit()) / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Adds `other`, a later round of the same target, workload and concurrency: counts,
+    /// samples, elapsed and CPU times add up; the peak RSS is the later one (it only grows).
+    pub(crate) fn absorb(&mut self, other: CellResult) {
+        fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+            a.zip(b).map(|(a, b)| a + b)
+        }
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed += other.elapsed;
+        self.ttfb.extend(other.ttfb);
+        self.ttlb.extend(other.ttlb);
+        self.starts.extend(other.starts);
+        self.cpu_secs = add(self.cpu_secs, other.cpu_secs);
+        self.peak_rss = other.peak_rss.or(self.peak_rss);
+        self.frames = self.frames.zip(other.frames).map(|(a, b)| a + b);
+        self.sim_cpu_secs = add(self.sim_cpu_secs, other.sim_cpu_secs);
+        self.loadgen_cpu_secs = add(self.loadgen_cpu_secs, other.loadgen_cpu_secs);
+    }
 }
 
 /// Server messages the sim at `sim` has sent so far (`total.messages_out` of its counters).
@@ -119,6 +144,8 @@ pub(crate) fn session(tag: &str) -> String {
 
 /// Samples of one unit: `(ttfb, ttlb)` per successful request.
 type Samples = Vec<(Duration, Duration)>;
+/// Samples of one client: `(unit start, ttfb, ttlb)` per successful request.
+type Timed = Vec<(Instant, Duration, Duration)>;
 
 /// Runs one cell.
 pub(crate) async fn run_cell(
@@ -145,7 +172,7 @@ pub(crate) async fn run_cell(
                 Target::Proxy { proxy, .. } => Some(Client::new(proxy.addr)),
                 Target::Baseline(_) => None,
             };
-            let mut samples: Samples = Vec::new();
+            let mut samples: Timed = Vec::new();
             let mut errors = 0u64;
             let mut first_error = None;
             let mut k = 0u32;
@@ -162,8 +189,9 @@ pub(crate) async fn run_cell(
                     }
                 }
                 k += 1;
+                let start = Instant::now();
                 match unit(&target, client.as_mut(), workload, bounds.request_timeout).await {
-                    Ok(s) => samples.extend(s),
+                    Ok(s) => samples.extend(s.into_iter().map(|(a, b)| (start, a, b))),
                     Err(e) => {
                         errors += 1;
                         first_error.get_or_insert(e);
@@ -184,6 +212,7 @@ pub(crate) async fn run_cell(
         elapsed: Duration::ZERO,
         ttfb: Vec::new(),
         ttlb: Vec::new(),
+        starts: Vec::new(),
         cpu_secs: None,
         peak_rss: None,
         frames: None,
@@ -198,7 +227,8 @@ pub(crate) async fn run_cell(
                 if result.first_error.is_none() {
                     result.first_error = first_error;
                 }
-                for (a, b) in samples {
+                for (start, a, b) in samples {
+                    result.starts.push(start);
                     result.ttfb.push(a);
                     result.ttlb.push(b);
                 }

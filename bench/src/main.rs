@@ -72,6 +72,18 @@ struct Cli {
     #[arg(long, default_value_t = 64)]
     paced_concurrency: usize,
 
+    /// A paced cell runs in this many rounds, each target in turn for its share of
+    /// --cell-secs and --max-units, and each target's rounds are pooled: a hiccup of the
+    /// shared machine then falls on every target alike instead of on whichever ran during it.
+    #[arg(long, default_value_t = 4)]
+    paced_rounds: u32,
+
+    /// Writes every request's sample (unit start, time to first and last byte, in µs) to
+    /// one CSV file per cell in this directory, to see whether slow requests bunch in time
+    /// (a stall) or spread out (queueing, noise).
+    #[arg(long)]
+    samples_dir: Option<PathBuf>,
+
     /// Conversations parked on a tool call for the memory figures.
     #[arg(long, default_value_t = 1000)]
     parked: u64,
@@ -318,8 +330,31 @@ async fn measure(
         let mut i = 0;
         while let Some(&(c, bounds)) = cells_of_workload.get(i) {
             i += 1;
-            for t in &targets {
-                let r = cell::run_cell(t, w, c, bounds, &sim).await;
+            // A paced cell runs as interleaved rounds (see --paced-rounds), pooled per target.
+            let rounds = if bounds.rate.is_some() {
+                cli.paced_rounds.max(1)
+            } else {
+                1
+            };
+            let round_bounds = Bounds {
+                duration: bounds.duration / rounds,
+                max_units: bounds.max_units.div_ceil(u64::from(rounds)),
+                ..bounds
+            };
+            let mut pooled: Vec<Option<CellResult>> = vec![None; targets.len()];
+            for _ in 0..rounds {
+                for (t, slot) in targets.iter().zip(pooled.iter_mut()) {
+                    let r = cell::run_cell(t, w, c, round_bounds, &sim).await;
+                    match slot {
+                        Some(p) => p.absorb(r),
+                        None => *slot = Some(r),
+                    }
+                }
+            }
+            for r in pooled.into_iter().flatten() {
+                if let Some(dir) = &cli.samples_dir {
+                    write_samples(dir, &r)?;
+                }
                 say(&format!(
                     "{:<30} c={:<5} {:<8} {:<16} ok={:<6} err={:<4} {:.1}s",
                     w.name(),
@@ -366,6 +401,36 @@ async fn measure(
         children::kill(sim.pid);
     }
     Ok((cells, mem))
+}
+
+/// Writes `r`'s samples as CSV under `dir` (see `--samples-dir`): one line per request, the
+/// unit's start in µs from the cell's first start, then time to first and to last byte in µs.
+fn write_samples(dir: &Path, r: &CellResult) -> Result<(), String> {
+    use std::fmt::Write as _;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let paced = r
+        .rate
+        .map_or_else(String::new, |rate| format!("-at{rate:.0}"));
+    let path = dir.join(format!(
+        "{}-c{}{paced}-{}.csv",
+        r.workload.tag(),
+        r.concurrency,
+        r.target
+    ));
+    let Some(&first) = r.starts.iter().min() else {
+        return Ok(());
+    };
+    let mut csv = String::from("start_us,ttfb_us,ttlb_us\n");
+    for ((start, a), b) in r.starts.iter().zip(&r.ttfb).zip(&r.ttlb) {
+        let _ = writeln!(
+            csv,
+            "{},{},{}",
+            start.duration_since(first).as_micros(),
+            a.as_micros(),
+            b.as_micros()
+        );
+    }
+    std::fs::write(&path, csv).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The baseline and the proxies (cursorpool, and cursorpool-lite when built and it starts) on
@@ -547,7 +612,9 @@ ended), so their latencies at 64 and 1,000 are mostly queueing: the slower targe
 for the same cores. A *paced* cell (`64 @ R/s`, with `--paced-load`) starts units on a fixed \
 schedule, R per second over all clients, R being a share of the slowest target's saturated \
 rate at that concurrency in the same run: a load every target carries. Its added latency is \
-what the proxy itself adds with that many conversations in flight.
+what the proxy itself adds with that many conversations in flight. A paced cell runs as \
+interleaved rounds (`--paced-rounds`, each target in turn for its share of the cell), pooled \
+per target, so a hiccup of the shared machine falls on every target alike.
 ";
 
 const MEMORY_METHOD: &str = "\

@@ -1,7 +1,7 @@
 //! Conversation → account affinity, bounded: the least recently used conversation is forgotten
 //! first when the map is full.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::AccountId;
 
@@ -10,7 +10,9 @@ pub const DEFAULT_STICKY_CAPACITY: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Sticky {
-    map: HashMap<String, (AccountId, u64)>,
+    /// A B-tree: a hash map of this size stalls a request when it rehashes (see
+    /// `MemoryStorage`).
+    map: BTreeMap<String, (AccountId, u64)>,
     order: BTreeMap<u64, String>,
     seq: u64,
     capacity: usize,
@@ -19,7 +21,7 @@ pub(crate) struct Sticky {
 impl Sticky {
     pub(crate) fn new(capacity: usize) -> Self {
         Sticky {
-            map: HashMap::new(),
+            map: BTreeMap::new(),
             order: BTreeMap::new(),
             seq: 0,
             capacity,

@@ -19,7 +19,7 @@
 //! index (last use, size, LRU order) in memory; the entries themselves live in a
 //! [`ConversationStorage`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -175,7 +175,8 @@ struct Slot {
 pub struct ConversationStore<S = MemoryStorage> {
     storage: S,
     config: StoreConfig,
-    index: HashMap<ConversationKey, Slot>,
+    /// A B-tree for the same reason as [`MemoryStorage`]'s: no whole-table rehash stall.
+    index: BTreeMap<ConversationKey, Slot>,
     /// LRU order: oldest use first. Uses only move forward in time, so this is also the
     /// expiry order.
     order: BTreeMap<u64, ConversationKey>,
@@ -226,7 +227,7 @@ impl<S: ConversationStorage> ConversationStore<S> {
         Self {
             storage,
             config,
-            index: HashMap::new(),
+            index: BTreeMap::new(),
             order: BTreeMap::new(),
             next_seq: 0,
             total: 0,

@@ -14,7 +14,7 @@
 //! [`ParkedTurns::iter_mut`]; one that finishes or fails meanwhile is taken out with
 //! [`ParkedTurns::remove`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::Turn;
@@ -40,7 +40,8 @@ pub struct ParkedTurns<T = Turn> {
     ttl: Duration,
     next: u64,
     entries: BTreeMap<ParkId, Entry<T>>,
-    index: HashMap<(String, String), ParkId>,
+    /// A B-tree: thousands of parked calls must not rehash all at once on one request.
+    index: BTreeMap<(String, String), ParkId>,
 }
 
 impl<T> Default for ParkedTurns<T> {
@@ -71,7 +72,7 @@ impl<T> ParkedTurns<T> {
             ttl,
             next: 0,
             entries: BTreeMap::new(),
-            index: HashMap::new(),
+            index: BTreeMap::new(),
         }
     }
 

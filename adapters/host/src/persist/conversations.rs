@@ -17,7 +17,7 @@
 //! (`cursorpool_core::conversation::ConversationStore::with_storage`), which counts them as used
 //! at load time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -60,7 +60,8 @@ pub struct LoadOptions {
 /// (see the module docs). Dropping it writes what is still queued.
 pub struct FileStorage {
     dir: PathBuf,
-    entries: HashMap<ConversationKey, Entry>,
+    /// A B-tree, like `MemoryStorage`'s: no whole-table rehash stall as it grows.
+    entries: BTreeMap<ConversationKey, Entry>,
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
 }
@@ -132,7 +133,7 @@ impl FileStorage {
     ) -> io::Result<(FileStorage, Vec<Entry>)> {
         let dir = dir.into();
         ensure_private_dir(&dir)?;
-        let mut entries = HashMap::new();
+        let mut entries = BTreeMap::new();
         let mut dropped = 0usize;
         for item in fs::read_dir(&dir)? {
             let item = match item {

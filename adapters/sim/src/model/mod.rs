@@ -65,7 +65,7 @@ mod native;
 mod rng;
 mod run;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -161,7 +161,9 @@ pub struct Sim {
     bidi: BidiChannels,
     outputs: VecDeque<(RunId, RunOutput)>,
     global: Counters,
-    produced: HashSet<BlobId>,
+    /// A B-tree: it grows with every run, and a hash set would stall the whole sim while it
+    /// rehashes (the benchmark's baseline and proxies alike).
+    produced: BTreeSet<BlobId>,
 }
 
 impl Sim {
@@ -178,7 +180,7 @@ impl Sim {
             bidi: BidiChannels::default(),
             outputs: VecDeque::new(),
             global: Counters::default(),
-            produced: HashSet::new(),
+            produced: BTreeSet::new(),
             config,
         }
     }

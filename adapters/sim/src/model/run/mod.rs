@@ -8,7 +8,7 @@
 
 mod turn;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -40,7 +40,7 @@ pub(crate) struct Env<'a> {
     /// Global counters.
     pub(crate) global: &'a mut Counters,
     /// SHA-256 of every checkpoint this sim produced (to recognise replays).
-    pub(crate) produced: &'a mut HashSet<BlobId>,
+    pub(crate) produced: &'a mut BTreeSet<BlobId>,
 }
 
 impl Env<'_> {
