@@ -43,15 +43,22 @@ impl IdSource {
 pub fn format_uuid(mut b: [u8; 16], version: u8) -> String {
     b[6] = (b[6] & 0x0f) | (version << 4);
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut out = [b'-'; 36];
+    for (bytes, at) in [(0..4, 0), (4..6, 9), (6..8, 14), (8..10, 19), (10..16, 24)] {
+        let end = at + 2 * bytes.len();
+        // Cannot fail: the output span is exactly twice the input's length.
+        let _ = hex::encode_to_slice(&b[bytes], &mut out[at..end]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `bytes` as lowercase hex. `hex::encode` builds its string a `char` at a time; this writes
+/// the digits in one pass (ids and hashes are formatted on every request).
+pub fn hex_lower(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; 2 * bytes.len()];
+    // Cannot fail: the output is exactly twice the input's length.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -75,6 +82,26 @@ mod tests {
             assert_eq!(&u[14..15], "4");
             assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
             assert_eq!(u.matches('-').count(), 4);
+        }
+    }
+
+    #[test]
+    fn a_uuid_groups_its_bytes_8_4_4_4_12_with_version_and_variant_stamped() {
+        let bytes: [u8; 16] = std::array::from_fn(|i| i as u8);
+        assert_eq!(
+            format_uuid(bytes, 4),
+            "00010203-0405-4607-8809-0a0b0c0d0e0f"
+        );
+        assert_eq!(
+            format_uuid([0xff; 16], 7),
+            "ffffffff-ffff-7fff-bfff-ffffffffffff"
+        );
+    }
+
+    #[test]
+    fn hex_lower_matches_the_hex_crate() {
+        for bytes in [&[][..], &[0x00], &[0xab, 0xcd, 0xef, 0x01], &[0xff; 33]] {
+            assert_eq!(hex_lower(bytes), hex::encode(bytes));
         }
     }
 }

@@ -20,6 +20,26 @@ fn decode_all(chunks: &[&[u8]], max: u32) -> Result<Vec<Frame>, EnvelopeError> {
     Ok(out)
 }
 
+/// Like [`decode_all`], handing each chunk over as `Bytes` when its flag says so (else as a
+/// slice), the way the tokio adapter (chunks) and the smol one (slices) do.
+fn decode_mixed(chunks: &[&[u8]], as_chunk: &[bool]) -> Result<Vec<Frame>, EnvelopeError> {
+    let mut d = EnvelopeDecoder::new(1 << 20);
+    d.set_compression(Some(Compression::Gzip));
+    let mut out = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        if as_chunk.get(i).copied().unwrap_or(true) {
+            d.handle_chunk(Bytes::copy_from_slice(c));
+        } else {
+            d.handle_bytes(c);
+        }
+        while let Some(f) = d.poll_frame()? {
+            out.push(f);
+        }
+    }
+    d.finish()?;
+    Ok(out)
+}
+
 fn stream_of(payloads: &[Vec<u8>], end: Option<&[u8]>) -> Vec<u8> {
     let mut buf = BytesMut::new();
     for p in payloads {
@@ -158,6 +178,46 @@ fn the_spec_end_stream_envelope_decodes() {
     assert_eq!(&enc[..], &bytes);
 }
 
+#[test]
+fn messages_whole_in_a_chunk_are_slices_of_it_not_copies() {
+    let chunk = Bytes::from(stream_of(&[b"first".to_vec(), b"second".to_vec()], None));
+    let range = chunk.as_ptr() as usize..chunk.as_ptr() as usize + chunk.len();
+    let mut d = EnvelopeDecoder::default();
+    d.handle_chunk(chunk.clone());
+    for want in [&b"first"[..], b"second"] {
+        let Ok(Some(Frame::Message(p))) = d.poll_frame() else {
+            panic!("expected a message");
+        };
+        assert_eq!(&p[..], want);
+        assert!(range.contains(&(p.as_ptr() as usize)), "payload was copied");
+    }
+    assert_eq!(d.poll_frame(), Ok(None));
+    assert_eq!(d.buffered_len(), 0);
+    assert_eq!(d.finish(), Ok(()));
+}
+
+#[test]
+fn a_message_split_across_chunks_is_assembled_and_a_cut_one_is_truncated() {
+    let bytes = stream_of(&[b"hello".to_vec()], None);
+    let mut d = EnvelopeDecoder::default();
+    d.handle_chunk(Bytes::copy_from_slice(&bytes[..7]));
+    assert_eq!(d.poll_frame(), Ok(None));
+    assert_eq!(d.buffered_len(), 7);
+    assert_eq!(
+        d.finish(),
+        Err(EnvelopeError::Truncated {
+            buffered: 7,
+            expected: HEADER_LEN + 5
+        })
+    );
+    d.handle_chunk(Bytes::copy_from_slice(&bytes[7..]));
+    assert_eq!(
+        d.poll_frame(),
+        Ok(Some(Frame::Message(Bytes::from_static(b"hello"))))
+    );
+    assert_eq!(d.finish(), Ok(()));
+}
+
 proptest! {
     /// Every way of splitting the same byte stream yields the same frames.
     #[test]
@@ -165,6 +225,7 @@ proptest! {
         payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..8),
         end in prop::option::of(prop::collection::vec(any::<u8>(), 0..40)),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+        as_chunk in prop::collection::vec(any::<bool>(), 0..21),
     ) {
         let bytes = stream_of(&payloads, end.as_deref());
         let whole = decode_all(&[&bytes], 1 << 20).unwrap();
@@ -179,6 +240,8 @@ proptest! {
         chunks.push(&bytes[prev..]);
         let split = decode_all(&chunks, 1 << 20).unwrap();
         prop_assert_eq!(&split, &whole);
+        let mixed = decode_mixed(&chunks, &as_chunk).unwrap();
+        prop_assert_eq!(&mixed, &whole);
         let mut expected: Vec<Frame> = payloads.iter().map(|p| Frame::Message(Bytes::from(p.clone()))).collect();
         if let Some(e) = end { expected.push(Frame::EndStream(Bytes::from(e))); }
         prop_assert_eq!(whole, expected);

@@ -15,9 +15,11 @@ pub fn envelope(data: &[u8]) {
         return;
     };
     let chunk = usize::from(chunk).max(1);
-    let whole = decode(rest, rest.len().max(1));
-    let split = decode(rest, chunk);
+    let whole = decode(rest, rest.len().max(1), false);
+    let split = decode(rest, chunk, false);
     assert_eq!(whole, split, "chunking changed the decoded frames");
+    let mixed = decode(rest, chunk, true);
+    assert_eq!(whole, mixed, "zero-copy chunks changed the decoded frames");
     if let (Ok(frames), false) = (&whole.0, whole.1) {
         let mut out = BytesMut::new();
         for f in frames {
@@ -30,15 +32,24 @@ pub fn envelope(data: &[u8]) {
     }
 }
 
-/// Decodes `data` fed `chunk` bytes at a time; returns the frames (or the first error) and
-/// whether any frame was compressed (compressed frames do not re-encode byte-for-byte).
-fn decode(data: &[u8], chunk: usize) -> (Result<Vec<Frame>, envelope::EnvelopeError>, bool) {
+/// Decodes `data` fed `chunk` bytes at a time (with `mixed`, every other piece as a zero-copy
+/// `Bytes` chunk); returns the frames (or the first error) and whether any frame was
+/// compressed (compressed frames do not re-encode byte-for-byte).
+fn decode(
+    data: &[u8],
+    chunk: usize,
+    mixed: bool,
+) -> (Result<Vec<Frame>, envelope::EnvelopeError>, bool) {
     let mut d = EnvelopeDecoder::new(MAX_FRAME);
     d.set_compression(Some(Compression::Gzip));
     let mut frames = Vec::new();
     let compressed = contains_compressed_frame(data);
-    for piece in data.chunks(chunk) {
-        d.handle_bytes(piece);
+    for (i, piece) in data.chunks(chunk).enumerate() {
+        if mixed && i % 2 == 1 {
+            d.handle_chunk(bytes::Bytes::copy_from_slice(piece));
+        } else {
+            d.handle_bytes(piece);
+        }
         loop {
             match d.poll_frame() {
                 Ok(Some(f)) => frames.push(f),

@@ -1282,7 +1282,7 @@ fn client_key(headers: &HeaderMap) -> String {
                 .map(|v| v.as_bytes())
         })
         .unwrap_or_default();
-    hex::encode(&Sha256::digest(raw)[..16])
+    cursorpool_core::ids::hex_lower(&Sha256::digest(raw)[..16])
 }
 
 /// Sends one token call (refresh or API-key exchange, spec §7.3/§7.4) over `upstream` and

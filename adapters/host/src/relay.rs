@@ -22,6 +22,8 @@ pub const EVENT_DEPTH: usize = 16;
 pub type EventSender = async_channel::Sender<TurnEvent>;
 /// The receiving end of a reply's events.
 pub type EventReceiver = async_channel::Receiver<TurnEvent>;
+/// Where a run's driver hears from the HTTP side ([`RunCall::control`]).
+pub type ControlReceiver = async_channel::Receiver<Control>;
 
 /// What the HTTP side asks of a running or parked turn.
 #[derive(Debug)]
@@ -54,7 +56,7 @@ pub struct RunCall {
     /// Forwards the run's events.
     pub relay: Relay,
     /// Requests from the HTTP side (resume); closed when nobody can resume the run any more.
-    pub control: async_channel::Receiver<Control>,
+    pub control: ControlReceiver,
 }
 
 /// How a run ended, for recording the conversation: the turn (its blob store), the request

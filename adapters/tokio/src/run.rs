@@ -4,7 +4,7 @@
 //! turn is parked on tool calls the task keeps the stream (heartbeats flow) and waits for the
 //! next reply's tool results on its control channel.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -13,7 +13,7 @@ use cursorpool_core::classify::TransportFailure;
 use cursorpool_core::flow::chunker::Chunker;
 use cursorpool_core::flow::window::SendWindow;
 use cursorpool_core::turn::Turn;
-use cursorpool_host::relay::{Outcome, Relay, RunCall};
+use cursorpool_host::relay::{ControlReceiver, Outcome, Relay, RunCall};
 use cursorpool_host::upstream::Pairing;
 use h2::RecvStream;
 use tokio::time::Instant;
@@ -44,14 +44,29 @@ pub fn transport_failure(e: &h2::Error) -> TransportFailure {
 /// go to the relay's reader; later replies' readers arrive with a resume on `call.control`.
 /// Returns when the run is over (finished, failed, or abandoned: the control channel closed
 /// while parked).
-pub async fn drive(upstream: Arc<Upstream>, call: RunCall) -> Outcome {
+///
+/// The future lives as long as the run (a parked run's included) and is copied once into its
+/// task: it is kept small. An `async fn` stores each argument twice (as given and as bound),
+/// so the call is taken apart here and the turn goes in boxed.
+pub fn drive(upstream: Arc<Upstream>, call: RunCall) -> impl Future<Output = Outcome> + Send {
     let RunCall {
-        mut turn,
+        turn,
         headers,
-        relay: mut r,
+        relay,
         control,
         ..
     } = call;
+    run(upstream, Box::new(turn), headers, relay, control)
+}
+
+/// [`drive`]'s body.
+async fn run(
+    upstream: Arc<Upstream>,
+    mut turn: Box<Turn>,
+    headers: http::HeaderMap,
+    mut r: Relay,
+    control: ControlReceiver,
+) -> Outcome {
     // Core takes std Instants; the adapter owns the clock.
     let now = std::time::Instant::now;
 
@@ -63,7 +78,7 @@ pub async fn drive(upstream: Arc<Upstream>, call: RunCall) -> Outcome {
         Err(e) => {
             turn.handle_transport_failure(e.failure(), now());
             r.drain(&mut turn, now).await;
-            return r.finish(turn);
+            return r.finish(*turn);
         }
     };
     let mut response = Some(response);
@@ -144,7 +159,7 @@ pub async fn drive(upstream: Arc<Upstream>, call: RunCall) -> Outcome {
                     match data {
                         Some(Ok(chunk)) => {
                             released += chunk.len();
-                            turn.handle_upstream_data(&chunk, now());
+                            turn.handle_upstream_chunk(chunk, now());
                             if let Some(rs) = recv.as_mut() {
                                 next = ready_data(rs).await;
                             }
@@ -170,31 +185,29 @@ pub async fn drive(upstream: Arc<Upstream>, call: RunCall) -> Outcome {
             () = &mut timer, if deadline.is_some() => turn.handle_timeout(now()),
         }
     }
-    finish(r, turn, &mut send, end_sent, recv).await
+    // Inline rather than a helper `async fn`, whose arguments (the turn among them) would add
+    // their size twice to this future.
+    r.drain(&mut turn, now).await;
+    if !end_sent {
+        let _ = send.send_data(Bytes::new(), true);
+    }
+    let outcome = r.finish(*turn);
+    if outcome.checkpoint.is_some() {
+        linger(recv);
+    }
+    outcome
 }
 
 /// Longest wait for the server's end of a finished run's stream.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Forwards what is left and ends our half of the stream (an already reset stream ignores it).
-/// A run that finished normally lets the server end its half too (read in the background):
+/// Lets the server end its half of a run that finished normally (read in the background):
 /// dropping an open stream resets it, and servers count resets as abuse (h2's rapid-reset
 /// guard answers many with GOAWAY ENHANCE_YOUR_CALM, which would kill every run on the
-/// connection). A failed or canceled run is reset at once: that is the cancel.
-async fn finish(
-    mut r: Relay,
-    mut turn: Turn,
-    send: &mut h2::SendStream<Bytes>,
-    end_sent: bool,
-    recv: Option<RecvStream>,
-) -> Outcome {
-    r.drain(&mut turn, std::time::Instant::now).await;
-    if !end_sent {
-        let _ = send.send_data(Bytes::new(), true);
-    }
-    let outcome = r.finish(turn);
+/// connection). A failed or canceled run is reset at once (its stream is dropped): that is the
+/// cancel.
+fn linger(recv: Option<RecvStream>) {
     if let Some(mut recv) = recv
-        && outcome.checkpoint.is_some()
         && !recv.is_end_stream()
     {
         tokio::spawn(async move {
@@ -206,7 +219,6 @@ async fn finish(
             .await;
         });
     }
-    outcome
 }
 
 /// The next chunk of `recv` if one is already there (`None`: it would have to wait).

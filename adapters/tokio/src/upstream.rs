@@ -156,7 +156,9 @@ impl Upstream {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c = self.connect().await?;
+        // Boxed: connecting (TCP, TLS, HTTP/2 handshake) is a ~4 KB future, rare next to the
+        // pooled path, and every run's task would otherwise carry (and copy) that space.
+        let c = Box::pin(self.connect()).await?;
         *slot = Some(c.clone());
         Ok(c)
     }

@@ -313,7 +313,7 @@ fn sanitize_label(label: &str) -> String {
 /// The first 8 hex digits of SHA-256 of `text`.
 pub(crate) fn short_hash(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
-    hex::encode(&digest[..4])
+    crate::ids::hex_lower(&digest[..4])
 }
 
 /// The claims of a JWT payload the conductor uses. The signature is not checked: the token is

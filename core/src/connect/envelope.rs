@@ -104,8 +104,15 @@ pub enum EnvelopeError {
 pub struct PayloadTooLarge(pub usize);
 
 /// Incremental envelope decoder for one stream direction.
+///
+/// Bytes handed over as [`Bytes`] ([`Self::handle_chunk`]) are not copied while they hold whole
+/// envelopes: frames are slices of the chunk. Only an envelope split across chunks is
+/// assembled in an own buffer.
 #[derive(Debug)]
 pub struct EnvelopeDecoder {
+    /// The unread rest of the last chunk, while nothing is being assembled in `buf`.
+    chunk: Bytes,
+    /// Bytes being assembled (an envelope split across chunks, or bytes given as slices).
     buf: BytesMut,
     max_frame_len: u32,
     compression: Option<Compression>,
@@ -122,6 +129,7 @@ impl EnvelopeDecoder {
     /// A decoder that refuses frames (declared or expanded) longer than `max_frame_len`.
     pub fn new(max_frame_len: u32) -> Self {
         Self {
+            chunk: Bytes::new(),
             buf: BytesMut::new(),
             max_frame_len,
             compression: None,
@@ -136,12 +144,39 @@ impl EnvelopeDecoder {
 
     /// Appends transport bytes. Frames become available through [`Self::poll_frame`].
     pub fn handle_bytes(&mut self, data: &[u8]) {
+        self.assemble();
         self.buf.extend_from_slice(data);
+    }
+
+    /// Appends a received chunk without copying it (see the type's docs).
+    pub fn handle_chunk(&mut self, data: Bytes) {
+        if self.chunk.is_empty() && self.buf.is_empty() {
+            self.chunk = data;
+        } else {
+            self.handle_bytes(&data);
+        }
+    }
+
+    /// Moves the rest of the current chunk into the assembly buffer.
+    fn assemble(&mut self) {
+        if !self.chunk.is_empty() {
+            self.buf.extend_from_slice(&self.chunk);
+            self.chunk = Bytes::new();
+        }
+    }
+
+    /// The bytes not yet returned as frames (at most one of the two places holds any).
+    fn pending(&self) -> &[u8] {
+        if self.chunk.is_empty() {
+            &self.buf
+        } else {
+            &self.chunk
+        }
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered_len(&self) -> usize {
-        self.buf.len()
+        self.chunk.len() + self.buf.len()
     }
 
     /// Whether the end-stream envelope was decoded.
@@ -153,20 +188,23 @@ impl EnvelopeDecoder {
     ///
     /// After an error the stream is unusable: the caller fails it.
     pub fn poll_frame(&mut self) -> Result<Option<Frame>, EnvelopeError> {
-        if self.buf.len() < HEADER_LEN {
-            if self.ended && !self.buf.is_empty() {
+        let pending = self.pending();
+        if pending.len() < HEADER_LEN {
+            if self.ended && !pending.is_empty() {
                 return Err(EnvelopeError::DataAfterEndStream);
             }
+            // A header split across chunks: assemble it.
+            self.assemble();
             return Ok(None);
         }
         if self.ended {
             return Err(EnvelopeError::DataAfterEndStream);
         }
-        let flags = self.buf[0];
+        let flags = pending[0];
         if flags & !KNOWN_FLAGS != 0 {
             return Err(EnvelopeError::ReservedFlags { flags });
         }
-        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+        let len = u32::from_be_bytes([pending[1], pending[2], pending[3], pending[4]]);
         if len > self.max_frame_len {
             return Err(EnvelopeError::TooLarge {
                 len,
@@ -174,13 +212,24 @@ impl EnvelopeDecoder {
             });
         }
         let total = HEADER_LEN + len as usize;
-        if self.buf.len() < total {
+        if pending.len() < total {
+            self.assemble();
             // Grow once for the rest of this frame (bounded by the check above).
             self.buf.reserve(total - self.buf.len());
             return Ok(None);
         }
-        self.buf.advance(HEADER_LEN);
-        let raw = self.buf.split_to(len as usize).freeze();
+        let raw = if self.chunk.is_empty() {
+            self.buf.advance(HEADER_LEN);
+            self.buf.split_to(len as usize).freeze()
+        } else {
+            self.chunk.advance(HEADER_LEN);
+            let raw = self.chunk.split_to(len as usize);
+            if self.chunk.is_empty() {
+                // Holds no reference to the transport's buffer once it is used up.
+                self.chunk = Bytes::new();
+            }
+            raw
+        };
         let payload = if flags & FLAG_COMPRESSED != 0 {
             match self.compression {
                 Some(Compression::Gzip) => gunzip_bounded(&raw, self.max_frame_len)?,
@@ -199,17 +248,18 @@ impl EnvelopeDecoder {
 
     /// Checks the stream may end here: no partial envelope is buffered.
     pub fn finish(&self) -> Result<(), EnvelopeError> {
-        if self.buf.is_empty() {
+        let pending = self.pending();
+        if pending.is_empty() {
             return Ok(());
         }
-        let expected = if self.buf.len() >= HEADER_LEN {
+        let expected = if pending.len() >= HEADER_LEN {
             HEADER_LEN
-                + u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize
+                + u32::from_be_bytes([pending[1], pending[2], pending[3], pending[4]]) as usize
         } else {
             0
         };
         Err(EnvelopeError::Truncated {
-            buffered: self.buf.len(),
+            buffered: pending.len(),
             expected,
         })
     }

@@ -118,7 +118,7 @@ impl fmt::Debug for ConversationKey {
             f,
             "ConversationKey({} client {})",
             self.id(),
-            hex::encode(&self.client[..4])
+            crate::ids::hex_lower(&self.client[..4])
         )
     }
 }

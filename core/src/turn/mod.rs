@@ -175,7 +175,7 @@ struct Outstanding {
 /// The request context's fields besides the tools.
 #[derive(Debug)]
 struct ContextParts {
-    env: pb::RequestContextEnv,
+    env: Arc<pb::RequestContextEnv>,
     cloud_rule: Option<String>,
 }
 
@@ -257,7 +257,7 @@ impl Turn {
             _ => Arc::new(ToolTable::new(declared)),
         };
         let context = Box::new(ContextParts {
-            env: cfg.env.clone(),
+            env: Arc::clone(&cfg.env),
             cloud_rule: params.cloud_rule(),
         });
         let run_request = client::run_request(RunRequestParams {
@@ -350,8 +350,26 @@ impl Turn {
 
     /// Bytes of the upstream response body, in any chunking.
     pub fn handle_upstream_data(&mut self, data: &[u8], now: Instant) {
+        if self.accept_upstream(data, now) {
+            self.decoder.handle_bytes(data);
+            self.drain_frames(now);
+        }
+    }
+
+    /// A chunk of the upstream response body, in any chunking; messages it holds whole are
+    /// decoded from it without a copy.
+    pub fn handle_upstream_chunk(&mut self, data: Bytes, now: Instant) {
+        if self.accept_upstream(&data, now) {
+            self.decoder.handle_chunk(data);
+            self.drain_frames(now);
+        }
+    }
+
+    /// Notes upstream bytes; whether they are to be decoded (not after the end, nor the body
+    /// of a rejection, which is kept for its classification instead).
+    fn accept_upstream(&mut self, data: &[u8], now: Instant) -> bool {
         if self.phase == Phase::Done {
-            return;
+            return false;
         }
         if !data.is_empty() {
             self.last_upstream = now;
@@ -360,13 +378,12 @@ impl Turn {
             Response::Rejected { body, .. } => {
                 let room = self.cfg.max_error_body.saturating_sub(body.len());
                 body.extend_from_slice(&data[..data.len().min(room)]);
-                return;
+                return false;
             }
             Response::Pending => self.response = Response::Streaming,
             Response::Streaming => {}
         }
-        self.decoder.handle_bytes(data);
-        self.drain_frames(now);
+        true
     }
 
     /// The upstream response body ended (EOF). Without an end-stream this is a failure, except

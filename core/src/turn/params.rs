@@ -2,6 +2,7 @@
 //! state and blobs, the model mapping, timing configuration and the upstream framing.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,6 +40,24 @@ impl ModelMap {
     }
 }
 
+/// The default `RequestContext.env`, built once: every request's config starts from it.
+static DEFAULT_ENV: LazyLock<Arc<pb::RequestContextEnv>> = LazyLock::new(|| {
+    Arc::new(pb::RequestContextEnv {
+        os_version: "cursorpool (API proxy; no local machine)".to_owned(),
+        shell: "none".to_owned(),
+        time_zone: "UTC".to_owned(),
+        ..Default::default()
+    })
+});
+
+/// The default reason a built-in tool is refused.
+static DEFAULT_REFUSAL: LazyLock<Arc<str>> = LazyLock::new(|| {
+    Arc::from(
+        "This client has no local machine: built-in tools are unavailable. \
+         Use the provided tools instead.",
+    )
+});
+
 /// Timing and fixed answers of a turn. The defaults follow the SDK (§6.5) and issue 4.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnConfig {
@@ -54,10 +73,11 @@ pub struct TurnConfig {
     pub tool_batch_quiet: Duration,
     /// A `Ping` goes downstream when nothing else was sent for this long (default 10 s).
     pub ping_interval: Duration,
-    /// `RequestContext.env`: what the model is told about the (absent) local machine.
-    pub env: pb::RequestContextEnv,
+    /// `RequestContext.env`: what the model is told about the (absent) local machine. Shared:
+    /// every turn starts from a copy of the config.
+    pub env: Arc<pb::RequestContextEnv>,
     /// The reason given when a built-in tool (shell, read, …) is refused.
-    pub refusal_reason: String,
+    pub refusal_reason: Arc<str>,
     /// Largest upstream frame accepted (see [`crate::connect::envelope`]).
     pub max_frame_len: u32,
     /// Most bytes of a non-200 response body kept for its classification.
@@ -72,15 +92,8 @@ impl Default for TurnConfig {
             stall_timeout: Duration::from_secs(90),
             tool_batch_quiet: Duration::from_millis(150),
             ping_interval: Duration::from_secs(10),
-            env: pb::RequestContextEnv {
-                os_version: "cursorpool (API proxy; no local machine)".to_owned(),
-                shell: "none".to_owned(),
-                time_zone: "UTC".to_owned(),
-                ..Default::default()
-            },
-            refusal_reason: "This client has no local machine: built-in tools are unavailable. \
-                             Use the provided tools instead."
-                .to_owned(),
+            env: Arc::clone(&DEFAULT_ENV),
+            refusal_reason: Arc::clone(&DEFAULT_REFUSAL),
             max_frame_len: crate::connect::envelope::DEFAULT_MAX_FRAME_LEN,
             max_error_body: 64 * 1024,
         }

@@ -202,7 +202,7 @@ impl Turn {
             ExecKind::RequestContext(_) => {
                 let ctx = RequestContextParams {
                     tools: self.tools.definitions().to_vec(),
-                    env: Some(self.context.env.clone()),
+                    env: Some((*self.context.env).clone()),
                     cloud_rule: self.context.cloud_rule.clone(),
                 };
                 self.send(&request_context_success(req.id, &req.exec_id, ctx));
