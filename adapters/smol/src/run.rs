@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cursorpool_core::classify::TransportFailure;
 use cursorpool_core::headers::path;
-use cursorpool_host::relay::{Control, Outcome, RunCall};
+use cursorpool_host::relay::{Control, ControlReceiver, Outcome, Relay, RunCall};
 use cursorpool_host::upstream::{BoxFuture, UnaryAnswer, UpstreamError};
 use futures_lite::FutureExt as _;
 use futures_lite::Stream;
 use futures_lite::future::poll_fn;
-use http::Method;
+use cursorpool_core::turn::Turn;
+use http::{HeaderMap, Method};
 use smol::Timer;
 
 use crate::upstream::{Exchange, H1Upstream, Template, io_failure};
@@ -62,14 +63,30 @@ enum Input {
 /// Runs `call.turn` (built with `Framing::BidiAppend`) to its end over `upstream`. Events go
 /// through `call.relay`; resumes arrive on `call.control`. Returns when the run is over
 /// (finished, failed, or abandoned: the control channel closed while parked).
-pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
+///
+/// The future lives as long as the run (a parked run's included): it is kept small. An
+/// `async fn` stores each argument twice (as given and as bound), so the call is taken apart
+/// here and the turn goes in boxed.
+pub fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> impl Future<Output = Outcome> + Send {
     let RunCall {
-        mut turn,
+        turn,
         headers,
         append_headers,
-        mut relay,
+        relay,
         control,
     } = call;
+    run(upstream, Box::new(turn), headers, append_headers, relay, control)
+}
+
+/// [`drive`]'s body.
+async fn run(
+    upstream: Arc<H1Upstream>,
+    mut turn: Box<Turn>,
+    headers: HeaderMap,
+    append_headers: Option<HeaderMap>,
+    mut relay: Relay,
+    control: ControlReceiver,
+) -> Outcome {
     // The receiver's listener is `!Unpin`; pinned once, it is polled as a stream.
     let mut control = Box::pin(control);
     // Core takes std Instants; the adapter owns the clock.
@@ -79,7 +96,7 @@ pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
         // A `Run`-framed turn cannot travel over HTTP/1.1.
         turn.handle_transport_failure(TransportFailure::ProtocolViolation, now());
         relay.drain(&mut turn, now).await;
-        return relay.finish(turn);
+        return relay.finish(*turn);
     };
     // `None` would be a host bug; the stream headers then go along (and the server judges).
     let append_headers = append_headers.unwrap_or_else(|| headers.clone());
@@ -89,7 +106,7 @@ pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
             tracing::warn!("cannot prepare BidiAppend calls: {e}");
             turn.handle_transport_failure(TransportFailure::ProtocolViolation, now());
             relay.drain(&mut turn, now).await;
-            return relay.finish(turn);
+            return relay.finish(*turn);
         }
     };
 
@@ -191,7 +208,7 @@ pub async fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> Outcome {
         }
     }
     drop(opening);
-    let outcome = relay.finish(turn);
+    let outcome = relay.finish(*turn);
     // Appends not yet sent are not sent after the run's end. Those in flight finish in the
     // background so their kept-alive connections go back to the pool.
     if !in_flight.is_empty() {
