@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cursorpool_core::classify::TransportFailure;
 use cursorpool_core::headers::path;
+use cursorpool_core::turn::Turn;
 use cursorpool_host::relay::{Control, ControlReceiver, Outcome, Relay, RunCall};
 use cursorpool_host::upstream::{BoxFuture, UnaryAnswer, UpstreamError};
 use futures_lite::FutureExt as _;
 use futures_lite::Stream;
 use futures_lite::future::poll_fn;
-use cursorpool_core::turn::Turn;
 use http::{HeaderMap, Method};
 use smol::Timer;
 
@@ -75,7 +75,14 @@ pub fn drive(upstream: Arc<H1Upstream>, call: RunCall) -> impl Future<Output = O
         relay,
         control,
     } = call;
-    run(upstream, Box::new(turn), headers, append_headers, relay, control)
+    run(
+        upstream,
+        Box::new(turn),
+        headers,
+        append_headers,
+        relay,
+        control,
+    )
 }
 
 /// [`drive`]'s body.
