@@ -197,12 +197,12 @@ fn turn_ended_envelope_decodes_without_totals() {
 fn server_exec(id: u32, exec_id: &str, m: pb::exec_server_message::Message) -> Vec<u8> {
     pb::AgentServerMessage {
         message: Some(pb::agent_server_message::Message::ExecServerMessage(
-            pb::ExecServerMessage {
+            Box::new(pb::ExecServerMessage {
                 id,
                 exec_id: exec_id.into(),
                 span_context: None,
                 message: Some(m),
-            },
+            }),
         )),
     }
     .encode_to_vec()
@@ -321,7 +321,7 @@ fn set_blob_request_decodes_and_its_id_is_the_sha256_of_the_data() {
     assert_eq!(blob_id.as_ref(), Sha256::digest(&data).as_slice());
     let again = pb::AgentServerMessage {
         message: Some(pb::agent_server_message::Message::KvServerMessage(
-            pb::KvServerMessage {
+            Box::new(pb::KvServerMessage {
                 id: 0,
                 span_context: None,
                 message: Some(pb::kv_server_message::Message::SetBlobArgs(
@@ -330,7 +330,7 @@ fn set_blob_request_decodes_and_its_id_is_the_sha256_of_the_data() {
                         blob_data: data,
                     },
                 )),
-            },
+            }),
         )),
     }
     .encode_to_vec();

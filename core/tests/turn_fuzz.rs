@@ -112,12 +112,12 @@ fn step() -> impl Strategy<Value = Step> {
 fn encode(m: &Msg, out: &mut BytesMut) {
     let u = |x| Sm::InteractionUpdate(pb::InteractionUpdate { message: Some(x) });
     let exec = |id, a| {
-        Sm::ExecServerMessage(pb::ExecServerMessage {
+        Sm::ExecServerMessage(Box::new(pb::ExecServerMessage {
             id,
             exec_id: format!("x{id}"),
             message: Some(a),
             span_context: None,
-        })
+        }))
     };
     let sm = match m {
         Msg::Text(t) => u(Iu::TextDelta(pb::TextDeltaUpdate { text: t.clone() })),
@@ -167,7 +167,7 @@ fn encode(m: &Msg, out: &mut BytesMut) {
             *id,
             Args::RequestContextArgs(pb::RequestContextArgs::default()),
         ),
-        Msg::GetBlob(id, b) => Sm::KvServerMessage(pb::KvServerMessage {
+        Msg::GetBlob(id, b) => Sm::KvServerMessage(Box::new(pb::KvServerMessage {
             id: *id,
             message: Some(pb::kv_server_message::Message::GetBlobArgs(
                 pb::GetBlobArgs {
@@ -175,7 +175,7 @@ fn encode(m: &Msg, out: &mut BytesMut) {
                 },
             )),
             span_context: None,
-        }),
+        })),
         Msg::SetBlob(id, b) => {
             let data = Bytes::from(b.clone());
             let blob_id = if id % 2 == 0 {
@@ -183,7 +183,7 @@ fn encode(m: &Msg, out: &mut BytesMut) {
             } else {
                 Bytes::from_static(b"bad id")
             };
-            Sm::KvServerMessage(pb::KvServerMessage {
+            Sm::KvServerMessage(Box::new(pb::KvServerMessage {
                 id: *id,
                 message: Some(pb::kv_server_message::Message::SetBlobArgs(
                     pb::SetBlobArgs {
@@ -192,7 +192,7 @@ fn encode(m: &Msg, out: &mut BytesMut) {
                     },
                 )),
                 span_context: None,
-            })
+            }))
         }
         Msg::Query(id) => Sm::InteractionQuery(pb::InteractionQuery {
             id: *id,

@@ -139,7 +139,7 @@ impl Script {
 fn mcp(exec: u32, tool: &str, call_id: &str) -> Sm {
     let mut args = std::collections::HashMap::new();
     args.insert("k".to_owned(), json_to_value(&serde_json::json!(exec)));
-    Sm::ExecServerMessage(pb::ExecServerMessage {
+    Sm::ExecServerMessage(Box::new(pb::ExecServerMessage {
         id: exec,
         exec_id: format!("e{exec}"),
         message: Some(Args::McpArgs(pb::McpArgs {
@@ -151,7 +151,7 @@ fn mcp(exec: u32, tool: &str, call_id: &str) -> Sm {
             ..Default::default()
         })),
         span_context: None,
-    })
+    }))
 }
 
 fn update(u: Iu) -> Sm {
@@ -307,11 +307,11 @@ fn kv_reads_of_missing_blobs_are_answered_empty_and_corrupt_writes_refused() {
     let data = Bytes::from_static(b"blob");
     let id = Bytes::copy_from_slice(&blob_id(&data));
     let kv = |id_: u32, m| {
-        Sm::KvServerMessage(pb::KvServerMessage {
+        Sm::KvServerMessage(Box::new(pb::KvServerMessage {
             id: id_,
             message: Some(m),
             span_context: None,
-        })
+        }))
     };
     s.server(kv(
         0,
@@ -386,12 +386,12 @@ fn interaction_queries_are_answered_on_their_own_field() {
 #[test]
 fn the_request_context_carries_the_prefixed_tools_and_the_env() {
     let mut s = Script::new();
-    s.server(Sm::ExecServerMessage(pb::ExecServerMessage {
+    s.server(Sm::ExecServerMessage(Box::new(pb::ExecServerMessage {
         id: 1,
         exec_id: "rc".into(),
         message: Some(Args::RequestContextArgs(pb::RequestContextArgs::default())),
         span_context: None,
-    }));
+    })));
     let Some(Cm::ExecClientMessage(e)) = s.sent[s.sent.len() - 2].message.as_ref() else {
         panic!("request context result");
     };

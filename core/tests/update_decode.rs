@@ -131,12 +131,12 @@ fn every_interaction_update_variant_decodes() {
             ServerEvent::ThinkingCompleted { duration_ms: 1500 },
         ),
         (
-            Iu::PartialToolCall(pb::PartialToolCallUpdate {
+            Iu::PartialToolCall(Box::new(pb::PartialToolCallUpdate {
                 call_id: "c1".into(),
                 tool_call: mcp_tool_call(None),
                 args_text_delta: "{\"te".into(),
                 model_call_id: "m1".into(),
-            }),
+            })),
             ServerEvent::PartialToolCall(PartialToolCall {
                 call_id: "c1".into(),
                 model_call_id: "m1".into(),
@@ -164,11 +164,11 @@ fn every_interaction_update_variant_decodes() {
             },
         ),
         (
-            Iu::ToolCallStarted(pb::ToolCallStartedUpdate {
+            Iu::ToolCallStarted(Box::new(pb::ToolCallStartedUpdate {
                 call_id: "c1".into(),
                 tool_call: mcp_tool_call(None),
                 model_call_id: "m1".into(),
-            }),
+            })),
             ServerEvent::ToolCallStarted(ToolCallUpdate {
                 call_id: "c1".into(),
                 model_call_id: "m1".into(),
@@ -180,11 +180,11 @@ fn every_interaction_update_variant_decodes() {
             }),
         ),
         (
-            Iu::ToolCallCompleted(pb::ToolCallCompletedUpdate {
+            Iu::ToolCallCompleted(Box::new(pb::ToolCallCompletedUpdate {
                 call_id: "c1".into(),
                 tool_call: mcp_tool_call(Some(success)),
                 model_call_id: "m1".into(),
-            }),
+            })),
             ServerEvent::ToolCallCompleted(ToolCallUpdate {
                 call_id: "c1".into(),
                 model_call_id: "m1".into(),
@@ -206,13 +206,13 @@ fn every_interaction_update_variant_decodes() {
             }),
         ),
         (
-            Iu::UserMessageAppended(pb::UserMessageAppendedUpdate {
+            Iu::UserMessageAppended(Box::new(pb::UserMessageAppendedUpdate {
                 user_message: Some(pb::UserMessage {
                     text: "more".into(),
                     message_id: "u1".into(),
                     ..Default::default()
                 }),
-            }),
+            })),
             ServerEvent::UserMessageAppended {
                 text: "more".into(),
                 message_id: "u1".into(),
@@ -305,12 +305,12 @@ fn every_interaction_update_variant_decodes() {
             ServerEvent::PromptSuggestion("try".into()),
         ),
         (
-            Iu::PostRequestPrompt(pb::PostRequestPromptUpdate {
+            Iu::PostRequestPrompt(Box::new(pb::PostRequestPromptUpdate {
                 title: "t".into(),
                 message: "m".into(),
                 button_label: "b".into(),
                 button_url: "u".into(),
-            }),
+            })),
             ServerEvent::PostRequestPrompt {
                 title: "t".into(),
                 message: "m".into(),
@@ -427,12 +427,12 @@ fn every_exec_kind_decodes_with_its_field_number() {
     let kinds = all_exec_kinds();
     assert_eq!(kinds.len(), 30, "the spec lists 30 exec kinds");
     for (m, expected, field) in kinds {
-        let payload = encode(Top::ExecServerMessage(pb::ExecServerMessage {
+        let payload = encode(Top::ExecServerMessage(Box::new(pb::ExecServerMessage {
             id: 7,
             exec_id: "e7".into(),
             span_context: None,
             message: Some(m),
-        }));
+        })));
         let ServerEvent::Exec(req) = decode(payload) else {
             panic!("not an exec");
         };
@@ -483,7 +483,7 @@ fn exec_abort_decodes() {
 
 #[test]
 fn get_blob_decodes() {
-    let payload = encode(Top::KvServerMessage(pb::KvServerMessage {
+    let payload = encode(Top::KvServerMessage(Box::new(pb::KvServerMessage {
         id: 5,
         span_context: None,
         message: Some(pb::kv_server_message::Message::GetBlobArgs(
@@ -491,7 +491,7 @@ fn get_blob_decodes() {
                 blob_id: Bytes::from_static(&[7; 32]),
             },
         )),
-    }));
+    })));
     assert_eq!(
         decode(payload),
         ServerEvent::GetBlob {
@@ -671,11 +671,11 @@ fn built_in_tool_call_reports_its_field_number() {
 
 #[test]
 fn partial_tool_call_names_its_tool() {
-    let payload = update(Iu::PartialToolCall(pb::PartialToolCallUpdate {
+    let payload = update(Iu::PartialToolCall(Box::new(pb::PartialToolCallUpdate {
         call_id: "c".into(),
         tool_call: mcp_tool_call(None),
         ..Default::default()
-    }));
+    })));
     let ServerEvent::PartialToolCall(p) = decode(payload) else {
         panic!("not a partial tool call");
     };
@@ -719,11 +719,13 @@ fn arbitrary_bytes_never_panic() {
         let _ = decode_server_message(Bytes::from(bytes.clone()));
         let _ = checkpoint_summary(&Bytes::from(bytes));
     }
-    let valid = update(Iu::ToolCallCompleted(pb::ToolCallCompletedUpdate {
-        call_id: "c".into(),
-        tool_call: mcp_tool_call(None),
-        model_call_id: "m".into(),
-    }));
+    let valid = update(Iu::ToolCallCompleted(Box::new(
+        pb::ToolCallCompletedUpdate {
+            call_id: "c".into(),
+            tool_call: mcp_tool_call(None),
+            model_call_id: "m".into(),
+        },
+    )));
     for n in 0..valid.len() {
         let _ = decode_server_message(valid.slice(..n));
     }
@@ -750,7 +752,7 @@ fn checkpoint_and_blobs_are_zero_copy_slices_of_the_payload() {
     assert_eq!(cp.as_ref(), state);
     assert!(within(&cp, &payload), "checkpoint was copied");
 
-    let payload = encode(Top::KvServerMessage(pb::KvServerMessage {
+    let payload = encode(Top::KvServerMessage(Box::new(pb::KvServerMessage {
         id: 1,
         span_context: None,
         message: Some(pb::kv_server_message::Message::SetBlobArgs(
@@ -759,7 +761,7 @@ fn checkpoint_and_blobs_are_zero_copy_slices_of_the_payload() {
                 blob_data: Bytes::from_static(b"blob data"),
             },
         )),
-    }));
+    })));
     let ServerEvent::SetBlob { blob_id, data, .. } = decode(payload.clone()) else {
         panic!("not a set_blob");
     };

@@ -280,12 +280,12 @@ impl Model {
 fn upstream_message(s: &mut Script<'_>, out: &mut BytesMut) {
     let u = |x| Sm::InteractionUpdate(pb::InteractionUpdate { message: Some(x) });
     let exec = |id: u32, a| {
-        Sm::ExecServerMessage(pb::ExecServerMessage {
+        Sm::ExecServerMessage(Box::new(pb::ExecServerMessage {
             id,
             exec_id: format!("x{id}"),
             message: Some(a),
             span_context: None,
-        })
+        }))
     };
     let sm = match s.byte() % 10 {
         0 | 1 => u(Iu::TextDelta(pb::TextDeltaUpdate { text: s.text() })),

@@ -279,7 +279,7 @@ pub fn decode_server_message(payload: Bytes) -> Result<ServerEvent, DecodeError>
             field: wire::last_unknown_field(&raw, &[], false),
         },
         Some(Top::InteractionUpdate(u)) => interaction_update(u, &raw),
-        Some(Top::ExecServerMessage(e)) => ServerEvent::Exec(exec::exec_request(e, &raw)),
+        Some(Top::ExecServerMessage(e)) => ServerEvent::Exec(exec::exec_request(*e, &raw)),
         Some(Top::ExecServerControlMessage(c)) => match c.message {
             Some(pb::exec_server_control_message::Message::Abort(a)) => {
                 ServerEvent::ExecAbort { id: a.id }
@@ -344,7 +344,7 @@ fn interaction_update(u: pb::InteractionUpdate, raw: &[u8]) -> ServerEvent {
         Iu::ThinkingCompleted(t) => ServerEvent::ThinkingCompleted {
             duration_ms: t.thinking_duration_ms,
         },
-        Iu::PartialToolCall(p) => ServerEvent::PartialToolCall(tool::partial(p, raw)),
+        Iu::PartialToolCall(p) => ServerEvent::PartialToolCall(tool::partial(*p, raw)),
         Iu::ToolCallDelta(d) => ServerEvent::ToolCallDelta {
             call_id: d.call_id,
             model_call_id: d.model_call_id,

@@ -208,13 +208,13 @@ impl ClientRun {
                     self.t.turn_ended_at = Some(idx);
                 }
                 Some(Iu::ToolCallStarted(s)) => self.t.started.push(s.call_id),
-                Some(Iu::ToolCallCompleted(c)) => self.t.completed.push(c),
+                Some(Iu::ToolCallCompleted(c)) => self.t.completed.push(*c),
                 Some(Iu::PartialToolCall(_)) => self.t.partials += 1,
                 _ => {}
             },
             Some(Sm::ConversationCheckpointUpdate(b)) => self.t.checkpoints.push((idx, b)),
-            Some(Sm::KvServerMessage(k)) => self.handle_kv(k, store, out),
-            Some(Sm::ExecServerMessage(e)) => self.handle_exec(e, out),
+            Some(Sm::KvServerMessage(k)) => self.handle_kv(*k, store, out),
+            Some(Sm::ExecServerMessage(e)) => self.handle_exec(*e, out),
             _ => {}
         }
     }

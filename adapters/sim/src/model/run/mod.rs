@@ -259,9 +259,11 @@ impl Run {
                 }
                 Some(pb::conversation_action::Action::UserMessageAction(u)) => {
                     // A queued follow-up: acknowledged, not acted upon (spec §6.6, optional).
-                    self.emit_update(Iu::UserMessageAppended(pb::UserMessageAppendedUpdate {
-                        user_message: u.user_message,
-                    }));
+                    self.emit_update(Iu::UserMessageAppended(Box::new(
+                        pb::UserMessageAppendedUpdate {
+                            user_message: u.user_message,
+                        },
+                    )));
                 }
                 _ => {}
             },
@@ -364,13 +366,13 @@ impl Run {
             let id = self.next_kv;
             self.next_kv += 1;
             self.gets.insert(id, (blob.clone(), kind));
-            self.emit(Sm::KvServerMessage(pb::KvServerMessage {
+            self.emit(Sm::KvServerMessage(Box::new(pb::KvServerMessage {
                 id,
                 message: Some(pb::kv_server_message::Message::GetBlobArgs(
                     pb::GetBlobArgs { blob_id: blob },
                 )),
                 span_context: None,
-            }));
+            })));
         }
     }
 
@@ -630,12 +632,12 @@ impl Run {
 
     fn send_exec(&mut self, id: u32, args: Args) {
         let exec_id = self.rng.uuid();
-        self.emit(Sm::ExecServerMessage(pb::ExecServerMessage {
+        self.emit(Sm::ExecServerMessage(Box::new(pb::ExecServerMessage {
             id,
             exec_id,
             message: Some(args),
             span_context: None,
-        }));
+        })));
     }
 
     /// Sends `set_blob_args` for `data` and returns its id.
@@ -645,7 +647,7 @@ impl Run {
         self.next_kv += 1;
         self.sets.insert(id, blob.clone());
         env.count(|c| c.blobs_set += 1);
-        self.emit(Sm::KvServerMessage(pb::KvServerMessage {
+        self.emit(Sm::KvServerMessage(Box::new(pb::KvServerMessage {
             id,
             message: Some(pb::kv_server_message::Message::SetBlobArgs(
                 pb::SetBlobArgs {
@@ -654,7 +656,7 @@ impl Run {
                 },
             )),
             span_context: None,
-        }));
+        })));
         blob
     }
 

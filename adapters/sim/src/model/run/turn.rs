@@ -338,21 +338,21 @@ impl Run {
             };
             for chunk in brain::chunks(&args_json, self.chunk_chars) {
                 self.queue_msg(
-                    Iu::PartialToolCall(pb::PartialToolCallUpdate {
+                    Iu::PartialToolCall(Box::new(pb::PartialToolCallUpdate {
                         call_id: call_id.clone(),
                         tool_call: Some(mcp_tool_call(&call_id, header.clone(), None)),
                         args_text_delta: chunk,
                         model_call_id: call_id.clone(),
-                    }),
+                    })),
                     true,
                 );
             }
             self.queue_msg(
-                Iu::ToolCallStarted(pb::ToolCallStartedUpdate {
+                Iu::ToolCallStarted(Box::new(pb::ToolCallStartedUpdate {
                     call_id: call_id.clone(),
                     tool_call: Some(mcp_tool_call(&call_id, mcp, None)),
                     model_call_id: call_id,
-                }),
+                })),
                 false,
             );
         }
@@ -576,11 +576,13 @@ impl Run {
                         Some(tool_result(r)),
                     );
                     let text = tool_result_text(&tc).unwrap_or_default();
-                    msgs.push(Iu::ToolCallCompleted(pb::ToolCallCompletedUpdate {
-                        call_id: call.call_id.clone(),
-                        tool_call: Some(tc.clone()),
-                        model_call_id: call.call_id.clone(),
-                    }));
+                    msgs.push(Iu::ToolCallCompleted(Box::new(
+                        pb::ToolCallCompletedUpdate {
+                            call_id: call.call_id.clone(),
+                            tool_call: Some(tc.clone()),
+                            model_call_id: call.call_id.clone(),
+                        },
+                    )));
                     (tc, text)
                 }
                 (planned, result) => {
