@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use crate::body::{HttpResponse, ResponseBody};
 use crate::persist::AuthDir;
-use crate::relay::{Control, EVENT_DEPTH, EventReceiver, Outcome, Relay, RunCall};
+use crate::relay::{Control, EventReceiver, Outcome, Relay, RunCall};
 use crate::request_log::RequestLog;
 use crate::upstream::{Pairing, Platform, Upstream, UpstreamError};
 
@@ -600,7 +600,7 @@ impl App {
                 .ok()
                 .and_then(|mut p| p.take_for(&park_scope(&client_key, &req), &ids));
             if let Some(handle) = handle {
-                let (events_tx, events_rx) = async_channel::bounded(EVENT_DEPTH);
+                let (events_tx, events_rx) = crate::relay::event_channel();
                 let (done_tx, done_rx) = async_channel::bounded(1);
                 let sent = handle
                     .control
@@ -671,7 +671,7 @@ impl App {
                 framing,
             } = parts;
             let (control_tx, control_rx) = async_channel::bounded(4);
-            let (events_tx, events_rx) = async_channel::bounded(EVENT_DEPTH);
+            let (events_tx, mut events_rx) = crate::relay::event_channel();
             let mut params = TurnParams::from_chat(
                 &req,
                 api,
@@ -1023,7 +1023,7 @@ impl App {
         req: Arc<ChatRequest>,
         client_key: String,
         control: async_channel::Sender<Control>,
-        events: EventReceiver,
+        mut events: EventReceiver,
         log: &RequestLog,
     ) -> HttpResponse {
         let account = log.account().unwrap_or_default();
@@ -1049,7 +1049,7 @@ impl App {
         (client_key, account): (String, String),
         control: async_channel::Sender<Control>,
         first: TurnEvent,
-        events: EventReceiver,
+        mut events: EventReceiver,
         log: &RequestLog,
     ) -> HttpResponse {
         if let TurnEvent::Failed { classification, .. } = &first {

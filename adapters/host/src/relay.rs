@@ -3,7 +3,9 @@
 //! turn events to whoever serves the current downstream reply ([`Relay`]) and how the run
 //! ended ([`Outcome`]). Each adapter's driver moves bytes and time; this file moves events.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -11,17 +13,76 @@ use cursorpool_core::chat::{ChatRequest, Usage};
 use cursorpool_core::classify::Classification;
 use cursorpool_core::conversation::ReplyRecorder;
 use cursorpool_core::turn::{ReplyOptions, ResumeError, ToolResultInput, Turn, TurnEvent};
+use futures_lite::Stream;
 use http::HeaderMap;
 
-/// How many events may wait for the downstream writer before the turn stops reading upstream.
-/// The writer folds every waiting event into one write, so a short queue loses nothing; the
-/// queue's slots are allocated up front for every run, parked ones included.
-pub const EVENT_DEPTH: usize = 16;
+/// How many batches of events may wait for the downstream writer before the turn stops
+/// reading upstream. The writer folds every waiting event into one write, so a short queue
+/// loses nothing; the queue's slots are allocated up front for every run, parked ones included.
+pub const EVENT_DEPTH: usize = 8;
 
-/// The sending end of a reply's events.
-pub type EventSender = async_channel::Sender<TurnEvent>;
-/// The receiving end of a reply's events.
-pub type EventReceiver = async_channel::Receiver<TurnEvent>;
+/// The sending end of a reply's events: one batch per [`Relay::drain`], every event the turn
+/// had queued (a burst of upstream frames is one hand-off, not one per token).
+pub type EventSender = async_channel::Sender<Vec<TurnEvent>>;
+
+/// A new reply's event channel.
+pub fn event_channel() -> (EventSender, EventReceiver) {
+    let (tx, rx) = async_channel::bounded(EVENT_DEPTH);
+    (
+        tx,
+        EventReceiver {
+            rx,
+            pending: Vec::new().into_iter(),
+        },
+    )
+}
+
+pin_project_lite::pin_project! {
+    /// The receiving end of a reply's events: the batches as sent, one event at a time.
+    pub struct EventReceiver {
+        #[pin]
+        rx: async_channel::Receiver<Vec<TurnEvent>>,
+        pending: std::vec::IntoIter<TurnEvent>,
+    }
+}
+
+impl std::fmt::Debug for EventReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventReceiver")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventReceiver {
+    /// The next event; `Err` once the run is gone and every event was taken.
+    pub async fn recv(&mut self) -> Result<TurnEvent, async_channel::RecvError> {
+        loop {
+            if let Some(ev) = self.pending.next() {
+                return Ok(ev);
+            }
+            self.pending = self.rx.recv().await?.into_iter();
+        }
+    }
+}
+
+impl Stream for EventReceiver {
+    type Item = TurnEvent;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<TurnEvent>> {
+        let mut this = self.project();
+        loop {
+            if let Some(ev) = this.pending.next() {
+                return Poll::Ready(Some(ev));
+            }
+            match this.rx.as_mut().poll_next(cx) {
+                Poll::Ready(Some(batch)) => *this.pending = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
 /// Where a run's driver hears from the HTTP side ([`RunCall::control`]).
 pub type ControlReceiver = async_channel::Receiver<Control>;
 
@@ -140,12 +201,12 @@ impl Relay {
         self
     }
 
-    /// Forwards one event; `false` when nobody reads the current reply any more.
-    pub async fn forward(&mut self, ev: TurnEvent) -> bool {
-        match &ev {
+    /// Notes one event on its way to the reader; whether it goes to the reader at all.
+    fn note(&mut self, ev: &TurnEvent) -> bool {
+        match ev {
             TurnEvent::UpstreamClose => {
                 self.close_requested = true;
-                return true;
+                return false;
             }
             TurnEvent::Reply(r) => self.reply.handle(r),
             TurnEvent::Finished { checkpoint, usage } => {
@@ -158,7 +219,7 @@ impl Relay {
             _ => {}
         }
         self.forwarded += 1;
-        self.events.send(ev).await.is_ok()
+        true
     }
 
     /// Forwards every event the turn has queued. When the reader is gone mid-reply the turn
@@ -166,7 +227,7 @@ impl Relay {
     /// turn may have queued more.
     pub async fn drain(&mut self, turn: &mut Turn, now: impl Fn() -> Instant) {
         loop {
-            let mut gone = false;
+            let mut batch = Vec::new();
             while let Some(ev) = turn.poll_event() {
                 if let TurnEvent::Finished {
                     checkpoint: Some(checkpoint),
@@ -179,10 +240,11 @@ impl Relay {
                     record(turn, &self.request, &self.reply, checkpoint);
                     self.recorded = true;
                 }
-                if !self.forward(ev).await {
-                    gone = true;
+                if self.note(&ev) {
+                    batch.push(ev);
                 }
             }
+            let gone = !batch.is_empty() && self.events.send(batch).await.is_err();
             if gone && !turn.is_done() && !turn.is_parked() {
                 turn.handle_client_gone(now());
                 continue;

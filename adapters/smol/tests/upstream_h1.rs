@@ -17,7 +17,7 @@ use cursorpool_core::ids::IdSource;
 use cursorpool_core::turn::{
     Framing, ModelMap, ReplyOptions, ToolResultInput, Turn, TurnEvent, TurnParams,
 };
-use cursorpool_host::relay::{Control, EVENT_DEPTH, EventReceiver, Outcome, Relay, RunCall};
+use cursorpool_host::relay::{Control, EventReceiver, Outcome, Relay, RunCall, event_channel};
 use cursorpool_host::upstream::Upstream;
 use cursorpool_sim::model::SimConfig;
 use cursorpool_sim::server::{self, ServerConfig, SimHandle};
@@ -141,7 +141,7 @@ fn prepare(req: &ChatRequest, token: &str, append_token: &str) -> Prepared {
         IdSource::new(7),
     );
     let turn = Turn::new(params, Instant::now());
-    let (tx, events) = async_channel::bounded(EVENT_DEPTH);
+    let (tx, events) = event_channel();
     let (control, control_rx) = async_channel::bounded(1);
     let call = RunCall {
         turn,
@@ -158,7 +158,7 @@ fn prepare(req: &ChatRequest, token: &str, append_token: &str) -> Prepared {
 }
 
 /// Every event of one reply, up to (and including) its last: `Parked`, `Finished` or `Failed`.
-async fn reply(events: &EventReceiver) -> Vec<TurnEvent> {
+async fn reply(events: &mut EventReceiver) -> Vec<TurnEvent> {
     let mut out = Vec::new();
     while let Ok(ev) = events.recv().await {
         let last = matches!(
@@ -198,10 +198,10 @@ async fn until(sim: &Sim, cond: impl Fn(&SimHandle) -> bool) {
 fn text_turn(sim: &Sim) {
     let token = sim.token();
     let up = sim.upstream();
-    let p = prepare(&chat("hello over HTTP/1.1", &[]), &token, &token);
+    let mut p = prepare(&chat("hello over HTTP/1.1", &[]), &token, &token);
     let events = bounded(async {
         let task = spawn_drive(&up, p.call);
-        let events = reply(&p.events).await;
+        let events = reply(&mut p.events).await;
         let outcome = task.await;
         assert!(
             outcome.checkpoint.is_some(),
@@ -256,14 +256,14 @@ fn a_tool_call_parks_and_resumes_the_same_run() {
     let token = sim.token();
     let up = sim.upstream();
     let req = chat(r#"please call lookup({"q":"x"})"#, &["lookup"]);
-    let p = prepare(&req, &token, &token);
+    let mut p = prepare(&req, &token, &token);
     let (first, second) = bounded(async {
         let task = spawn_drive(&up, p.call);
-        let first = reply(&p.events).await;
+        let first = reply(&mut p.events).await;
         let Some(TurnEvent::Parked { tool_use_ids }) = first.last() else {
             panic!("expected Parked: {first:?}");
         };
-        let (tx, events) = async_channel::bounded(EVENT_DEPTH);
+        let (tx, mut events) = event_channel();
         let (done, done_rx) = async_channel::bounded(1);
         p.control
             .send(Control::Resume {
@@ -280,7 +280,7 @@ fn a_tool_call_parks_and_resumes_the_same_run() {
             .await
             .expect("driver listens");
         done_rx.recv().await.expect("answer").expect("resumed");
-        let second = reply(&events).await;
+        let second = reply(&mut events).await;
         let outcome = task.await;
         assert!(outcome.checkpoint.is_some());
         (first, second)
@@ -402,10 +402,10 @@ fn a_refused_bidi_append_fails_the_run_classified() {
     let sim = Sim::start(ServerConfig::default());
     let token = sim.token();
     let up = sim.upstream();
-    let p = prepare(&chat("hello", &[]), &token, "not-a-valid-token");
+    let mut p = prepare(&chat("hello", &[]), &token, "not-a-valid-token");
     let events = bounded(async {
         let task = spawn_drive(&up, p.call);
-        let events = reply(&p.events).await;
+        let events = reply(&mut p.events).await;
         let outcome = task.await;
         assert!(outcome.checkpoint.is_none());
         events
@@ -446,7 +446,7 @@ fn dropping_the_reader_mid_answer_closes_the_run_sse_connection() {
     }));
     let token = sim.token();
     let up = sim.upstream();
-    let p = prepare(&chat("lorem 400", &[]), &token, &token);
+    let mut p = prepare(&chat("lorem 400", &[]), &token, &token);
     bounded(async {
         let task = spawn_drive(&up, p.call);
         loop {
@@ -474,10 +474,10 @@ fn closing_control_while_parked_cancels_the_run() {
     let token = sim.token();
     let up = sim.upstream();
     let req = chat(r#"call lookup({})"#, &["lookup"]);
-    let p = prepare(&req, &token, &token);
+    let mut p = prepare(&req, &token, &token);
     bounded(async {
         let task = spawn_drive(&up, p.call);
-        let first = reply(&p.events).await;
+        let first = reply(&mut p.events).await;
         assert!(
             matches!(first.last(), Some(TurnEvent::Parked { .. })),
             "{first:?}"
