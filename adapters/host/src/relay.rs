@@ -83,6 +83,7 @@ impl Stream for EventReceiver {
         }
     }
 }
+
 /// Where a run's driver hears from the HTTP side ([`RunCall::control`]).
 pub type ControlReceiver = async_channel::Receiver<Control>;
 
@@ -290,5 +291,43 @@ impl Relay {
             recorded: self.recorded,
             late_failure: self.late_failure,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::StreamExt as _;
+    use futures_lite::future::block_on;
+
+    fn parked(id: &str) -> TurnEvent {
+        TurnEvent::Parked {
+            tool_use_ids: vec![id.to_owned()],
+        }
+    }
+
+    fn id(ev: &TurnEvent) -> &str {
+        match ev {
+            TurnEvent::Parked { tool_use_ids } => &tool_use_ids[0],
+            _ => "?",
+        }
+    }
+
+    #[test]
+    fn batches_come_out_one_event_at_a_time_in_order_then_the_end() {
+        let (tx, mut rx) = event_channel();
+        block_on(async {
+            tx.send(vec![parked("a"), parked("b")]).await.unwrap();
+            tx.send(Vec::new()).await.unwrap();
+            tx.send(vec![parked("c")]).await.unwrap();
+            drop(tx);
+            assert_eq!(id(&rx.recv().await.unwrap()), "a");
+            // Pinned as a reply's body pins it, the stream goes on where `recv` left off,
+            // passing over the empty batch.
+            let mut rx = Box::pin(rx);
+            let rest: Vec<TurnEvent> = rx.as_mut().collect().await;
+            assert_eq!(rest.iter().map(id).collect::<Vec<_>>(), ["b", "c"]);
+            assert!(rx.next().await.is_none());
+        });
     }
 }
