@@ -8,6 +8,11 @@
 //! exit, on Ctrl-C and on panic; every cell is bounded in time and count.
 #![forbid(unsafe_code)]
 
+/// The proxy's allocator: the load generator shares the 2 cores with the sim and the proxy, so it
+/// should cost as little as it can.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod baseline;
 mod cell;
 mod children;

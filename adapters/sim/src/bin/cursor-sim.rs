@@ -13,6 +13,11 @@ use clap::{ArgAction, Parser, ValueEnum};
 use cursorpool_sim::model::{AccountConfig, FaultRule, Quota, SimConfig};
 use cursorpool_sim::server::{self, ServerConfig, SimHandle, spec};
 
+/// The proxy's allocator, so that the benchmarks' floor (the sim) is not dearer than it needs
+/// to be: on 2 shared cores every microsecond the sim spends is one the proxy cannot.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A simulated Cursor agent backend (agent.v1.AgentService over h2/h2c `Run` and HTTP/1.1
 /// `RunSSE` + `BidiAppend`, plus the unary and auth endpoints) on one loopback port.
 ///
