@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -79,11 +80,13 @@ pub(crate) struct Sim {
     pub(crate) pid: u32,
 }
 
-/// Starts `cursor-sim --token-interval-ms 0 --print-json` and reads its JSON line.
-pub(crate) fn start_sim(bin: &Path, log: &Path) -> Result<Sim, String> {
+/// Starts `cursor-sim --token-interval-ms 0 --print-json --threads THREADS` and reads its JSON
+/// line.
+pub(crate) fn start_sim(bin: &Path, threads: NonZeroUsize, log: &Path) -> Result<Sim, String> {
     let stderr = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let mut child = Command::new(bin)
-        .args(["--token-interval-ms", "0", "--print-json"])
+        .args(["--token-interval-ms", "0", "--print-json", "--threads"])
+        .arg(threads.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)

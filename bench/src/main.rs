@@ -113,6 +113,17 @@ struct Cli {
     #[arg(long)]
     keep_logs: bool,
 
+    /// Worker threads of the load generator's own runtime. One by default: the sim, the load
+    /// generator and the proxy share this machine's 2 cores, and a second worker of a process
+    /// that needs less than one core costs more in wake-ups and context switches than it gives.
+    #[arg(long, default_value = "1")]
+    threads: std::num::NonZeroUsize,
+
+    /// Worker threads of cursor-sim (`cursor-sim --threads`), one by default for the same reason.
+    /// The proxies run with their own default (one worker per core).
+    #[arg(long, default_value = "1")]
+    sim_threads: std::num::NonZeroUsize,
+
     /// Workloads to run (comma-separated: short, stream, claude-code, tool); default all.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
@@ -127,6 +138,7 @@ fn main() -> ExitCode {
     let _guard = children::KillOnDrop;
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.get())
         .enable_all()
         .build()
     {
@@ -274,7 +286,7 @@ async fn measure(
     let mut mem = Vec::new();
     if !cli.skip_memory {
         say("memory: starting cursor-sim");
-        let sim = children::start_sim(sim_bin, &scratch.join("sim-memory.log"))?;
+        let sim = children::start_sim(sim_bin, cli.sim_threads, &scratch.join("sim-memory.log"))?;
         say(&format!(
             "memory: cursorpool (idle, then {parked} parked conversations)"
         ));
@@ -314,7 +326,11 @@ async fn measure(
             "{}: starting cursor-sim and the proxies",
             w.name()
         ));
-        let sim = children::start_sim(sim_bin, &scratch.join(format!("sim-{}.log", w.tag())))?;
+        let sim = children::start_sim(
+            sim_bin,
+            cli.sim_threads,
+            &scratch.join(format!("sim-{}.log", w.tag())),
+        )?;
         let targets = start_targets(&sim, pool_bin, lite_bin, scratch, w, notes)?;
         // Warm-up: a few sequential units per target, not recorded.
         for t in &targets {
@@ -557,7 +573,8 @@ fn write_report(
     let _ = writeln!(md, "- loadgen: `{}`", argv.join(" "));
     let _ = writeln!(
         md,
-        "- upstream: `cursor-sim --token-interval-ms 0 --print-json` (release); proxies: `serve --listen 127.0.0.1:PORT --upstream SIM --token bench=TOKEN --memory-only --auth-dir EMPTY --log warn` (release)"
+        "- upstream: `cursor-sim --token-interval-ms 0 --print-json --threads {}` (release); proxies: `serve --listen 127.0.0.1:PORT --upstream SIM --token bench=TOKEN --memory-only --auth-dir EMPTY --log warn` (release, one runtime worker per core); loadgen's own runtime: {} worker(s)",
+        cli.sim_threads, cli.threads
     );
     for n in notes {
         let _ = writeln!(md, "- note: {n}");

@@ -40,6 +40,7 @@ fn help_documents_every_option() {
         "--token-ttl-secs",
         "--print-json",
         "--verbose",
+        "--threads",
         "force-bidi-enabled",
     ] {
         assert!(help.contains(option), "--help mentions {option}");
@@ -66,6 +67,9 @@ async fn starts_on_a_free_loopback_port_and_prints_base_url_and_credentials() {
             "a:key-a",
             "--account",
             "b:key-b:5",
+            // One worker, as the benchmarks run it.
+            "--threads",
+            "1",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

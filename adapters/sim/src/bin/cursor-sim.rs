@@ -101,6 +101,11 @@ struct Cli {
     /// More logging on stderr (-v debug, -vv trace).
     #[arg(short, long, action = ArgAction::Count)]
     verbose: u8,
+
+    /// Worker threads of the runtime (default: one per core). The benchmarks run the sim on
+    /// one, so that the floor they measure against costs the shared cores as little as it can.
+    #[arg(long)]
+    threads: Option<std::num::NonZeroUsize>,
 }
 
 /// `aiserver.v1.GetServerConfigResponse.http2_config`.
@@ -177,10 +182,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.threads {
+        builder.worker_threads(n.get());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the runtime");
