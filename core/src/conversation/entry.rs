@@ -269,12 +269,13 @@ impl Reader<'_> {
 /// The blobs of `blobs` reachable from `checkpoint` (all of them when it does not decode),
 /// shared with `previous` where it has them, copied otherwise.
 fn reachable(checkpoint: &Bytes, blobs: &BlobStore, previous: Option<&BlobStore>) -> BlobStore {
-    let keep = |id: &[u8], data: &Bytes, out: &mut BlobStore| {
+    // Every blob kept comes from `blobs` under its verified id: it is not hashed again.
+    let keep = |id: &BlobId, data: &Bytes, out: &mut BlobStore| {
         let data = previous
             .and_then(|p| p.get(id))
             .cloned()
             .unwrap_or_else(|| Bytes::copy_from_slice(data));
-        out.insert(data);
+        out.insert_known(*id, data);
     };
     let mut out = BlobStore::new();
     let Ok(summary) = checkpoint_summary(checkpoint) else {
@@ -289,10 +290,13 @@ fn reachable(checkpoint: &Bytes, blobs: &BlobStore, previous: Option<&BlobStore>
         if !seen.insert(r.id.clone()) {
             continue;
         }
-        let Some(data) = blobs.get(&r.id) else {
+        let Ok(id) = BlobId::try_from(&r.id[..]) else {
             continue;
         };
-        keep(&r.id, data, &mut out);
+        let Some(data) = blobs.get(&id) else {
+            continue;
+        };
+        keep(&id, data, &mut out);
         if let Ok(next) = blob_references(r.kind, data) {
             queue.extend(next);
         }

@@ -75,6 +75,12 @@ impl BlobStore {
         key
     }
 
+    /// Stores `data` under `id` where `id` is already known to be its SHA-256: the blob comes
+    /// from another store, which checked or computed it. Saves hashing it again.
+    pub(crate) fn insert_known(&mut self, id: BlobId, data: Bytes) {
+        self.put(id, data);
+    }
+
     fn put(&mut self, key: BlobId, data: Bytes) {
         let len = data.len();
         if self.blobs.insert(key, data).is_none() {
