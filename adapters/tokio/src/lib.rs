@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod cli;
+pub mod coalesce;
 pub mod demo;
 pub mod platform;
 pub mod run;

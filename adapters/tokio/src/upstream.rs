@@ -19,6 +19,8 @@ use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
+use crate::coalesce::YieldOnWake;
+
 /// Receive window cursorpool grants Cursor per stream and per connection: large, so a fast
 /// answer never waits for a WINDOW_UPDATE round trip.
 const RECV_WINDOW: u32 = 4 * 1024 * 1024;
@@ -301,7 +303,8 @@ async fn read_bounded(mut recv: RecvStream, max_len: usize) -> Result<Bytes, Ups
     Ok(out.freeze())
 }
 
-/// Drives one connection until it closes; `open` counts it meanwhile and `alive` says so.
+/// Drives one connection until it closes; `open` counts it meanwhile and `alive` says so. Its
+/// writes are coalesced across streams ([`YieldOnWake`]).
 async fn drive<T>(
     conn: h2::client::Connection<T, Bytes>,
     open: cursorpool_host::live::GaugeGuard,
@@ -309,7 +312,7 @@ async fn drive<T>(
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    if let Err(e) = conn.await {
+    if let Err(e) = YieldOnWake::new(conn).await {
         tracing::debug!(error = %e, "upstream connection ended");
     }
     alive.store(false, Ordering::Release);
