@@ -143,11 +143,14 @@ pub(crate) fn free_port() -> Result<SocketAddr, String> {
     l.local_addr().map_err(|e| e.to_string())
 }
 
-/// Starts `<bin> serve` against the sim with its own empty auth directory (and HOME), conversations in memory only, and
-/// waits until it accepts connections.
+/// Starts `<bin> serve` against the sim with its own empty auth directory (and HOME),
+/// conversations in memory only, and `threads` runtime workers (`CURSORPOOL_THREADS` for
+/// cursorpool, `CURSORPOOL_LITE_THREADS` for cursorpool-lite), and waits until it accepts
+/// connections.
 pub(crate) fn start_proxy(
     bin: &Path,
     sim: &Sim,
+    threads: NonZeroUsize,
     scratch: &Path,
     name: &str,
 ) -> Result<Proxy, String> {
@@ -171,6 +174,8 @@ pub(crate) fn start_proxy(
         .arg("--log")
         .arg(std::env::var("BENCH_PROXY_LOG").unwrap_or_else(|_| "warn".into()))
         .env("HOME", &dir)
+        .env("CURSORPOOL_THREADS", threads.to_string())
+        .env("CURSORPOOL_LITE_THREADS", threads.to_string())
         .env_remove("CURSORPOOL_TOKENS")
         .env_remove("CURSORPOOL_API_KEYS")
         .stdin(Stdio::null())

@@ -120,9 +120,15 @@ struct Cli {
     threads: std::num::NonZeroUsize,
 
     /// Worker threads of cursor-sim (`cursor-sim --threads`), one by default for the same reason.
-    /// The proxies run with their own default (one worker per core).
     #[arg(long, default_value = "1")]
     sim_threads: std::num::NonZeroUsize,
+
+    /// Runtime workers of each proxy (`CURSORPOOL_THREADS`, `CURSORPOOL_LITE_THREADS`). One by
+    /// default: the proxy on one core, as the reference figures of the performance targets
+    /// were measured (one proxy process on one core), the sim and the load generator on the
+    /// other. cursorpool's own default is one worker per core.
+    #[arg(long, default_value = "1")]
+    proxy_threads: std::num::NonZeroUsize,
 
     /// Workloads to run (comma-separated: short, stream, claude-code, tool); default all.
     #[arg(long, value_delimiter = ',')]
@@ -290,13 +296,33 @@ async fn measure(
         say(&format!(
             "memory: cursorpool (idle, then {parked} parked conversations)"
         ));
-        mem.push(memory::measure("cursorpool", pool_bin, &sim, scratch, parked, timeout).await);
+        mem.push(
+            memory::measure(
+                "cursorpool",
+                pool_bin,
+                &sim,
+                cli.proxy_threads,
+                scratch,
+                parked,
+                timeout,
+            )
+            .await,
+        );
         if let Some(lite) = lite_bin {
             say(&format!(
                 "memory: cursorpool-lite (idle, then {parked} parked conversations)"
             ));
             mem.push(
-                memory::measure("cursorpool-lite", lite, &sim, scratch, parked, timeout).await,
+                memory::measure(
+                    "cursorpool-lite",
+                    lite,
+                    &sim,
+                    cli.proxy_threads,
+                    scratch,
+                    parked,
+                    timeout,
+                )
+                .await,
             );
         }
         children::kill(sim.pid);
@@ -331,7 +357,15 @@ async fn measure(
             cli.sim_threads,
             &scratch.join(format!("sim-{}.log", w.tag())),
         )?;
-        let targets = start_targets(&sim, pool_bin, lite_bin, scratch, w, notes)?;
+        let targets = start_targets(
+            &sim,
+            pool_bin,
+            lite_bin,
+            cli.proxy_threads,
+            scratch,
+            w,
+            notes,
+        )?;
         // Warm-up: a few sequential units per target, not recorded.
         for t in &targets {
             let mut client = match t {
@@ -460,6 +494,7 @@ fn start_targets(
     sim: &children::Sim,
     pool_bin: &Path,
     lite_bin: Option<&Path>,
+    threads: std::num::NonZeroUsize,
     scratch: &Path,
     w: Workload,
     notes: &mut Vec<String>,
@@ -468,13 +503,25 @@ fn start_targets(
         &sim.base_url,
         &sim.access_token,
     )?))];
-    let pool = children::start_proxy(pool_bin, sim, scratch, &format!("cursorpool-{}", w.tag()))?;
+    let pool = children::start_proxy(
+        pool_bin,
+        sim,
+        threads,
+        scratch,
+        &format!("cursorpool-{}", w.tag()),
+    )?;
     targets.push(Target::Proxy {
         name: "cursorpool",
         proxy: pool,
     });
     if let Some(lite) = lite_bin {
-        match children::start_proxy(lite, sim, scratch, &format!("cursorpool-lite-{}", w.tag())) {
+        match children::start_proxy(
+            lite,
+            sim,
+            threads,
+            scratch,
+            &format!("cursorpool-lite-{}", w.tag()),
+        ) {
             Ok(p) => targets.push(Target::Proxy {
                 name: "cursorpool-lite",
                 proxy: p,
@@ -573,8 +620,8 @@ fn write_report(
     let _ = writeln!(md, "- loadgen: `{}`", argv.join(" "));
     let _ = writeln!(
         md,
-        "- upstream: `cursor-sim --token-interval-ms 0 --print-json --threads {}` (release); proxies: `serve --listen 127.0.0.1:PORT --upstream SIM --token bench=TOKEN --memory-only --auth-dir EMPTY --log warn` (release, one runtime worker per core); loadgen's own runtime: {} worker(s)",
-        cli.sim_threads, cli.threads
+        "- upstream: `cursor-sim --token-interval-ms 0 --print-json --threads {}` (release); proxies: `serve --listen 127.0.0.1:PORT --upstream SIM --token bench=TOKEN --memory-only --auth-dir EMPTY --log warn` (release) with {} runtime worker(s) each; loadgen's own runtime: {} worker(s)",
+        cli.sim_threads, cli.proxy_threads, cli.threads
     );
     for n in notes {
         let _ = writeln!(md, "- note: {n}");

@@ -1,6 +1,7 @@
 //! Per-binary figures: file size, idle RSS, and RSS with many conversations parked on a tool
 //! call — measured on a fresh process so the load cells do not colour them.
 
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,7 @@ pub(crate) async fn measure(
     name: &'static str,
     bin: &Path,
     sim: &Sim,
+    threads: NonZeroUsize,
     scratch: &Path,
     wanted: u64,
     timeout: Duration,
@@ -61,7 +63,7 @@ pub(crate) async fn measure(
         wanted,
         error: None,
     };
-    let proxy = match children::start_proxy(bin, sim, scratch, &format!("{name}-memory")) {
+    let proxy = match children::start_proxy(bin, sim, threads, scratch, &format!("{name}-memory")) {
         Ok(p) => p,
         Err(e) => {
             r.error = Some(e);
