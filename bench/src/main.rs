@@ -293,37 +293,14 @@ async fn measure(
     if !cli.skip_memory {
         say("memory: starting cursor-sim");
         let sim = children::start_sim(sim_bin, cli.sim_threads, &scratch.join("sim-memory.log"))?;
-        say(&format!(
-            "memory: cursorpool (idle, then {parked} parked conversations)"
-        ));
-        mem.push(
-            memory::measure(
-                "cursorpool",
-                pool_bin,
-                &sim,
-                cli.proxy_threads,
-                scratch,
-                parked,
-                timeout,
-            )
-            .await,
-        );
-        if let Some(lite) = lite_bin {
+        let mut bins = vec![("cursorpool", pool_bin)];
+        bins.extend(lite_bin.map(|lite| ("cursorpool-lite", lite)));
+        for (name, bin) in bins {
             say(&format!(
-                "memory: cursorpool-lite (idle, then {parked} parked conversations)"
+                "memory: {name} (idle, then {parked} parked conversations)"
             ));
-            mem.push(
-                memory::measure(
-                    "cursorpool-lite",
-                    lite,
-                    &sim,
-                    cli.proxy_threads,
-                    scratch,
-                    parked,
-                    timeout,
-                )
-                .await,
-            );
+            let m = memory::measure(name, bin, &sim, cli.proxy_threads, scratch, parked, timeout);
+            mem.push(m.await);
         }
         children::kill(sim.pid);
     }
